@@ -1,0 +1,118 @@
+"""The driver's side of the contract: one ``DriverHarness`` the driver exposes through ``nestq.drivers``.
+
+The suite asks the harness for the driver's producer and worker modules (built with the suite's short
+timings), reads its capability manifest, and uses its optional probes and hooks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from nestq_spec import Container, ModuleLike
+
+from nestq_conformance.capabilities import Capabilities
+
+__all__ = ["DeadLetterInfo", "DriverHarness", "SuiteSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteSettings:
+    """The timings and limits the suite asks a driver's modules to use (pinned in code, not read from env).
+
+    Durations are seconds, already multiplied by the suite's timeout scale where they are deadlines.
+    """
+
+    concurrency: int = 4
+    max_attempts: int = 3
+    backoff: float = 0.05
+    """Base delay before the first retry; later retries may grow it (exponential), capped by ``backoff_cap``."""
+    backoff_cap: float = 0.2
+    visibility_timeout: float = 1.0
+    heartbeat_interval: float = 0.2
+    shutdown_grace: float = 2.0
+    poll_interval: float = 0.05
+    """Longest a blocking wait on the storage may last, so cancellation and reconnects are prompt."""
+
+    def with_(self, **changes: object) -> SuiteSettings:
+        """Return a copy with some settings changed (a rule that needs, say, concurrency 1)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterInfo:
+    """A dead letter as a probe reports it: the stored envelope (bytes or parsed), the error, the attempts."""
+
+    envelope: object
+    error: str
+    attempts: int
+    job_id: str | None = None
+
+
+class DriverHarness(ABC):
+    """What a driver gives the conformance suite. Subclass it once per driver and expose an instance.
+
+    Only ``name``, ``capabilities`` and the two module factories are required. Probes and hooks raise
+    ``NotImplementedError`` by default; the rules that need them are then skipped, naming the missing probe.
+    """
+
+    name: str = "unnamed"
+    """A short driver name for reports (``memory``, ``redis``)."""
+    capabilities: Capabilities = Capabilities()
+    """What the driver guarantees."""
+    expected_failures: Mapping[str, str] = {}
+    """Rule id -> reason, for rules the driver knowingly fails (strict: an unexpected pass is reported)."""
+    settings_class: type | None = None
+    """The driver's ``@settings`` class, checked by the dual-path config rules."""
+
+    def describe(self) -> str:
+        """One line for the report header: where the storage is, and how it was chosen."""
+        return self.name
+
+    def session_start(self) -> None:
+        """Called once before the suite runs (start a private server, say). Synchronous, outside any loop."""
+
+    def session_end(self) -> None:
+        """Called once after the suite ran."""
+
+    @abstractmethod
+    def producer_module(self, settings: SuiteSettings) -> ModuleLike:
+        """The producer-side module (binds ``JobProducer``), configured with ``settings``.
+
+        Called once per app the suite boots, inside that test's event loop.
+        """
+
+    @abstractmethod
+    def worker_module(self, settings: SuiteSettings) -> ModuleLike:
+        """The worker-side module (contributes the ``Transport``), configured with ``settings``."""
+
+    # Optional probes: raise NotImplementedError (the default) when the driver has none.
+
+    async def dead_letters(self, container: Container, queue: str) -> list[DeadLetterInfo]:
+        """The dead letters of ``queue``, oldest first (needs ``dead_letters``)."""
+        raise NotImplementedError("dead_letters probe")
+
+    async def queue_depth(self, container: Container, queue: str) -> int:
+        """Jobs of ``queue`` accepted and not yet finished (ready, delayed or running)."""
+        raise NotImplementedError("queue_depth probe")
+
+    async def push_delayed(self, container: Container, queue: str, payload: object, delay: float) -> None:
+        """Push ``payload`` through the driver's own API so it becomes due after ``delay`` seconds."""
+        raise NotImplementedError("push_delayed hook")
+
+    async def push_with_priority(self, container: Container, queue: str, payload: object, priority: int) -> None:
+        """Push through the driver's own API with ``priority`` (higher runs first)."""
+        raise NotImplementedError("push_with_priority hook")
+
+    async def push_raw(self, container: Container, queue: str, data: bytes) -> None:
+        """Store ``data`` as is on ``queue``, bypassing the producer: how the suite plants malformed envelopes."""
+        raise NotImplementedError("push_raw hook")
+
+    async def restart_storage(self) -> None:
+        """Stop and start the storage the modules use; return once it accepts connections (``storage_restart``)."""
+        raise NotImplementedError("restart_storage hook")
+
+    def subprocess_env(self) -> dict[str, str]:
+        """Environment variables a worker subprocess needs to reach the same storage (``cross_process``)."""
+        return {}

@@ -1,0 +1,81 @@
+"""The ``nestq`` command: ``nestq run module:Root`` here; other packages add subcommands.
+
+A subcommand is an entry point in the group ``nestq.commands`` naming a function that takes the argparse
+sub-parsers object, adds its parser, and sets ``func`` (``args -> exit code``) as the parser's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+from nestq_spec.app import Application
+from nestq_spec.errors import NestqError
+
+__all__ = ["load_object", "main"]
+
+
+def load_object(spec: str) -> Any:
+    """Import ``package.module:attribute`` (the attribute may be dotted) and return the attribute."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise NestqError(f"expected 'module:attribute', found {spec!r}")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise NestqError(f"cannot import {module_name!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise NestqError(f"{module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def _run(args: argparse.Namespace) -> int:
+    root = load_object(args.root)
+    app = Application.create(root)
+    asyncio.run(app.run(shutdown_timeout=args.shutdown_timeout))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nestq`` argument parser, with every installed subcommand."""
+    parser = argparse.ArgumentParser(prog="nestq", description="nestq: the queue seam and its conformance kit")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = sub.add_parser("run", help="boot an app from its root module and serve its transports until SIGINT/SIGTERM")
+    run.add_argument("root", help="the root module, as package.module:RootModule")
+    run.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to wait for transports to stop")
+    run.set_defaults(func=_run)
+    for ep in sorted(entry_points(group="nestq.commands"), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # one broken plugin must not take the whole command down
+            print(f"nestq: subcommand {ep.name!r} ({ep.value}) failed to load: {exc}", file=sys.stderr)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nestq`` console script."""
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+    except NestqError as exc:
+        print(f"nestq: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

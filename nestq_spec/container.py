@@ -1,0 +1,213 @@
+"""A small type-keyed container: singletons built on first use, dependencies injected by type annotation."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast, get_type_hints
+
+from nestq_spec.errors import BootError, MissingProviderError
+
+__all__ = ["Container", "ContainerBuilder", "ReachableProviders", "injectable"]
+
+T = TypeVar("T")
+C = TypeVar("C", bound=type[Any])
+
+_INJECTABLE = "__nestq_injectable__"
+
+
+def injectable(cls: C) -> C:
+    """Mark a class as built by the container, its ``__init__`` parameters resolved by their annotated types.
+
+    A parameter whose type nobody provides but which has a default keeps its default.
+    """
+    setattr(cls, _INJECTABLE, True)
+    return cls
+
+
+def _name(key: object) -> str:
+    return getattr(key, "__qualname__", None) or repr(key)
+
+
+@dataclass(frozen=True, slots=True)
+class ReachableProviders:
+    """The provider types that the application's module graph reaches.
+
+    A driver's transport skips every ``@process`` method whose class is not in here, so a processor that was
+    imported but not listed in any reachable module never runs.
+    """
+
+    types: frozenset[type[Any]]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.types
+
+
+@dataclass(frozen=True, slots=True)
+class _Provider:
+    key: object
+    source: str
+    value: object = None
+    factory: Callable[[Container], object] | None = None
+    cls: type[Any] | None = None
+    alias: object = None
+
+
+_MISSING_HINTS: dict[str, str] = {
+    "JobProducer": "import a driver's producer module, for example MemoryQueueModule.for_root()",
+}
+
+
+class ContainerBuilder:
+    """Collects providers and multi-bindings while the module graph is walked; ``build()`` freezes them."""
+
+    def __init__(self) -> None:
+        self._providers: dict[object, _Provider] = {}
+        self._meta: dict[type[Any], list[object]] = {}
+        self._reachable: set[type[Any]] = set()
+        self.source = "(root)"
+        """The module being registered now; named in clash errors."""
+
+    def _add(self, provider: _Provider) -> ContainerBuilder:
+        existing = self._providers.get(provider.key)
+        if existing is not None and existing != provider:
+            if existing.source == provider.source or (existing.cls is not None and existing.cls is provider.cls):
+                return self
+            raise BootError(
+                f"{_name(provider.key)} is provided twice: by {existing.source} and by {provider.source}; "
+                "import only one of them"
+            )
+        self._providers[provider.key] = provider
+        if isinstance(provider.key, type):
+            self._reachable.add(provider.key)
+        if provider.cls is not None:
+            self._reachable.add(provider.cls)
+        return self
+
+    def provide(
+        self,
+        key: type[T],
+        value: T | None = None,
+        *,
+        factory: Callable[[Container], T] | None = None,
+    ) -> ContainerBuilder:
+        """Provide ``key``: a ready ``value``, a ``factory(container)``, or (neither) the class built by injection."""
+        if value is not None and factory is not None:
+            raise BootError(f"provide({_name(key)}): give a value or a factory, not both")
+        if value is not None:
+            return self._add(_Provider(key, self.source, value=value))
+        if factory is not None:
+            return self._add(_Provider(key, self.source, factory=factory))
+        if not isinstance(key, type):
+            raise BootError(f"provide({key!r}): only a class can be built without a value or factory")
+        return self._add(_Provider(key, self.source, cls=key))
+
+    def bind(self, interface: type[T], implementation: type[T]) -> ContainerBuilder:
+        """Make ``get(interface)`` return the same singleton as ``get(implementation)``."""
+        return self._add(_Provider(interface, self.source, alias=implementation))
+
+    def provide_meta(self, contribution: object) -> ContainerBuilder:
+        """Add a multi-binding, keyed by its type (e.g. a :class:`~nestq_spec.TransportContribution`)."""
+        bucket = self._meta.setdefault(type(contribution), [])
+        if contribution not in bucket:
+            bucket.append(contribution)
+        return self
+
+    def provides(self, key: object) -> bool:
+        """Tell whether ``key`` has a provider so far."""
+        return key in self._providers
+
+    def build(self) -> Container:
+        """Freeze what was collected into a :class:`Container`."""
+        return Container(dict(self._providers), {k: tuple(v) for k, v in self._meta.items()},
+                         ReachableProviders(frozenset(self._reachable)))
+
+
+class Container:
+    """Type-keyed singletons and multi-bindings of one application.
+
+    ``get(SomeType)`` builds the provider on first use (resolving its ``__init__`` by annotation) and returns the
+    same object afterwards. ``get(Container)`` and ``get(ReachableProviders)`` always work.
+    """
+
+    def __init__(
+        self,
+        providers: dict[object, _Provider],
+        meta: dict[type[Any], tuple[object, ...]],
+        reachable: ReachableProviders,
+    ) -> None:
+        self._providers = providers
+        self._meta = meta
+        self._instances: dict[object, object] = {Container: self, ReachableProviders: reachable}
+        self.reachable = reachable
+        """The provider types the application's module graph reaches."""
+
+    def get(self, key: type[T]) -> T:
+        """Return the singleton for ``key``; raise :class:`MissingProviderError` naming what needed it."""
+        try:
+            return cast(T, self._instances[key])
+        except KeyError:
+            return cast(T, self._resolve(key, ()))
+
+    def get_optional(self, key: type[T]) -> T | None:
+        """Return the singleton for ``key``, or ``None`` when nothing provides it."""
+        if key not in self._instances and key not in self._providers:
+            return None
+        return self.get(key)
+
+    def provides(self, key: object) -> bool:
+        """Tell whether ``key`` can be resolved."""
+        return key in self._instances or key in self._providers
+
+    def get_all(self, kind: type[T]) -> tuple[T, ...]:
+        """Return every multi-binding of type ``kind``, in registration order."""
+        return cast(tuple[T, ...], self._meta.get(kind, ()))
+
+    def _resolve(self, key: object, chain: tuple[str, ...]) -> object:
+        if key in self._instances:
+            return self._instances[key]
+        provider = self._providers.get(key)
+        if provider is None:
+            hint = _MISSING_HINTS.get(_name(key), "")
+            raise MissingProviderError(_name(key), chain, hint)
+        if _name(key) in chain:
+            raise BootError("dependency cycle: " + " -> ".join((*chain, _name(key))))
+        here = (*chain, _name(key))
+        if provider.alias is not None:
+            instance = self._resolve(provider.alias, here)
+        elif provider.factory is not None:
+            instance = provider.factory(self)
+        elif provider.cls is not None:
+            instance = self._construct(provider.cls, here)
+        else:
+            instance = provider.value
+        self._instances[key] = instance
+        return instance
+
+    def _construct(self, cls: type[Any], chain: tuple[str, ...]) -> object:
+        init = cls.__init__
+        if init is object.__init__:
+            return cls()
+        try:
+            hints = get_type_hints(init)
+        except Exception as exc:
+            raise BootError(f"cannot read the constructor annotations of {_name(cls)}: {exc}") from exc
+        kwargs: dict[str, object] = {}
+        for param in _params(init):
+            wanted = hints.get(param.name)
+            if wanted is not None and (wanted in self._instances or wanted in self._providers):
+                kwargs[param.name] = self._resolve(wanted, chain)
+            elif param.default is inspect.Parameter.empty:
+                if wanted is None:
+                    raise BootError(
+                        f"{_name(cls)}.__init__ parameter {param.name!r} has no type annotation, so the "
+                        "container cannot inject it; annotate it or give it a default"
+                    )
+                raise MissingProviderError(_name(wanted), chain, _MISSING_HINTS.get(_name(wanted), ""))
+        return cls(**kwargs)
+
+
+def _params(init: Callable[..., Any]) -> Iterable[inspect.Parameter]:
+    params = list(inspect.signature(init).parameters.values())[1:]
+    return [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

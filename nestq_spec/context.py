@@ -1,0 +1,50 @@
+"""The ambient job context: which job the current task is running, for handlers that need it."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nestq_spec.errors import NoJobContextError
+
+if TYPE_CHECKING:
+    from nestq_spec.container import Container
+
+__all__ = ["JobContext", "JobMeta", "current_job"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobMeta:
+    """What a driver knows about a delivery, passed to the handler beside the envelope (never inside it).
+
+    ``attempt`` counts from 1; ``job_id`` is the storage's id where it has one.
+    """
+
+    attempt: int = 1
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """The job the current task runs: its queue, attempt (from 1), storage id, handler and the container."""
+
+    queue: str
+    attempt: int
+    job_id: str | None
+    method: str
+    container: Container
+
+
+_CURRENT: ContextVar[JobContext] = ContextVar("nestq_current_job")
+
+
+def current_job() -> JobContext:
+    """Return the context of the job being handled; raise :class:`NoJobContextError` outside a job."""
+    try:
+        return _CURRENT.get()
+    except LookupError:
+        raise NoJobContextError(
+            "current_job() was called outside a job; it only works inside a @process handler "
+            "(or code it awaits) while a driver runs it"
+        ) from None

@@ -1,0 +1,64 @@
+"""The worker slot the application drives at boot: ``configure(container)``, then ``serve(container, cancel)``."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+
+from nestq_spec.container import Container
+
+__all__ = ["CancellationToken", "Transport"]
+
+
+class CancellationToken:
+    """A one-way flag that asks running work to stop, awaitable from any task of one event loop.
+
+    ``child()`` tokens are cancelled with their parent but can be cancelled on their own.
+    """
+
+    __slots__ = ("_children", "_event")
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._children: list[CancellationToken] = []
+
+    def cancel(self) -> None:
+        """Ask for cancellation; idempotent."""
+        if self._event.is_set():
+            return
+        self._event.set()
+        for child in self._children:
+            child.cancel()
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called (on this token or a parent)."""
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        """Return once the token is cancelled."""
+        await self._event.wait()
+
+    def child(self) -> CancellationToken:
+        """Return a token cancelled together with this one."""
+        token = CancellationToken()
+        if self.is_cancelled:
+            token.cancel()
+        else:
+            self._children.append(token)
+        return token
+
+
+class Transport(ABC):
+    """A driver's worker: receives envelopes from its storage and hands them to the registry's handlers.
+
+    The application calls :meth:`configure` once with the assembled container, then :meth:`serve`, which must
+    return promptly after ``cancel`` is cancelled (finishing, or returning to the storage, the jobs in flight).
+    """
+
+    async def configure(self, container: Container) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Prepare before serving (connect, declare queues); the default does nothing."""
+
+    @abstractmethod
+    async def serve(self, container: Container, cancel: CancellationToken) -> None:
+        """Receive and dispatch jobs until ``cancel`` is cancelled."""

@@ -1,0 +1,476 @@
+"""The durable Redis queue at the level of opaque job bytes.
+
+:class:`RedisQueueStore` knows nothing about envelopes, handlers or the framework seam; it moves bytes between
+the states of a job (ready, delayed, leased, dead) with one Lua script per state change. The framework driver
+wraps it.
+
+Key layout for queue ``q`` under prefix ``p`` (the ``{q}`` hash tag keeps a queue in one cluster slot)::
+
+    p:{q}:ready, p:{q}:ready:1 .. p:{q}:ready:9   lists, one per priority level (ids)
+    p:{q}:jobs      hash  id -> job bytes (written once)
+    p:{q}:meta      hash  <id>:a attempts, <id>:t lease token, <id>:e last error, <id>:p priority
+    p:{q}:leases    zset  id -> lease deadline (ms, server time)
+    p:{q}:delayed   zset  id -> due time (ms)
+    p:{q}:dead      zset  id -> failed-at (ms); data stays in jobs, error and attempts in meta
+    p:{q}:signal    list  at most one wake-up token
+    p:{q}:sweep     string sweep lock
+    p:queues        set   names of the queues ever pushed to
+
+Acked and purged jobs leave nothing behind: their hash fields are deleted and Redis drops empty keys.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import redis.asyncio
+from redis.commands.core import AsyncScript
+
+from . import scripts
+
+__all__ = [
+    "MAX_PRIORITY",
+    "ClaimedJob",
+    "DeadLetter",
+    "QueueDepth",
+    "QueueKeys",
+    "RedisQueueStore",
+    "SweepResult",
+]
+
+#: Highest priority accepted by :meth:`RedisQueueStore.push`; higher values are claimed first.
+MAX_PRIORITY = scripts.PRIORITY_LEVELS - 1
+
+# Upper bound of jobs or leases per script call, so one call never blocks Redis for long; bigger batches are
+# split into several calls.
+_CHUNK = 5000
+# Entries handled per sweep / trim / redrive-all call, for the same reason.
+_BATCH = 1000
+_ID_BYTES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job handed to a worker: its id, bytes, attempt number (1 on the first run) and lease token."""
+
+    id: str
+    data: bytes
+    attempt: int
+    lease_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """Number of jobs of a queue in each state."""
+
+    ready: int
+    delayed: int
+    leased: int
+    dead: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A job that ran out of attempts: its bytes, last error, attempts made and when it failed (unix s)."""
+
+    id: str
+    data: bytes
+    error: str
+    attempts: int
+    failed_at: float
+
+
+class SweepResult(NamedTuple):
+    """Outcome of :meth:`RedisQueueStore.sweep`.
+
+    ``expired`` counts expired leases, both those returned to ready and those dead-lettered.
+    """
+
+    promoted: int
+    expired: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The Redis keys of one queue (for operators, docs and tests)."""
+
+    jobs: str
+    meta: str
+    leases: str
+    delayed: str
+    dead: str
+    signal: str
+    sweep_lock: str
+    ready: tuple[str, ...]
+    """Ready lists, index = priority level."""
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """Every key, in the order the scripts expect them."""
+        return (
+            self.jobs,
+            self.meta,
+            self.leases,
+            self.delayed,
+            self.dead,
+            self.signal,
+            self.sweep_lock,
+            *self.ready,
+        )
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _flatten(leases: Iterable[tuple[str, str]]) -> list[str]:
+    return list(itertools.chain.from_iterable(leases))
+
+
+def _new_ids(n: int) -> list[str]:
+    # One urandom call for the whole batch: cheaper than a uuid per job, and 96 random bits per id.
+    raw = os.urandom(_ID_BYTES * n).hex()
+    width = 2 * _ID_BYTES
+    return [raw[i : i + width] for i in range(0, width * n, width)]
+
+
+class RedisQueueStore:
+    """Durable at-least-once queue storage on Redis, at the level of opaque job bytes.
+
+    A claim records ownership atomically with a lease deadline and counts the attempt; a job only leaves Redis
+    when acked (or purged from the dead letters). Deadlines use Redis server time.
+
+    The client must return bytes (``decode_responses=False``) and its ``socket_timeout`` must be longer than
+    the timeouts passed to :meth:`wait`.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "nestq") -> None:
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("RedisQueueStore needs a client created with decode_responses=False")
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError(f"invalid key prefix {prefix!r}: must be non-empty and contain no braces")
+        self._client = client
+        self._prefix = prefix
+        self._queues_key = f"{prefix}:queues"
+        self._keys: dict[str, tuple[QueueKeys, tuple[str, ...], tuple[str, ...]]] = {}
+        # Queues this instance has already added to the queues set: registering once per process keeps the
+        # set out of the push script, whose keys must all live in the queue's slot.
+        self._registered: set[str] = set()
+        reg = client.register_script
+        self._push = reg(scripts.PUSH)
+        self._claim = reg(scripts.CLAIM)
+        self._heartbeat = reg(scripts.HEARTBEAT)
+        self._ack = reg(scripts.ACK)
+        self._fail = reg(scripts.FAIL)
+        self._release = reg(scripts.RELEASE)
+        self._sweep = reg(scripts.SWEEP)
+        self._depth = reg(scripts.DEPTH)
+        self._next_due = reg(scripts.NEXT_DUE)
+        self._dead_list = reg(scripts.DEAD_LIST)
+        self._redrive = reg(scripts.REDRIVE)
+        self._purge_dead = reg(scripts.PURGE_DEAD)
+        self._trim_dead = reg(scripts.TRIM_DEAD)
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        """The Redis client this store runs on."""
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix."""
+        return self._prefix
+
+    def keys(self, queue: str) -> QueueKeys:
+        """Return the Redis keys of ``queue``."""
+        return self._resolve(queue)[0]
+
+    def _resolve(self, queue: str) -> tuple[QueueKeys, tuple[str, ...], tuple[str, ...]]:
+        cached = self._keys.get(queue)
+        if cached is not None:
+            return cached
+        if not queue or "{" in queue or "}" in queue:
+            raise ValueError(f"invalid queue name {queue!r}: must be non-empty and contain no braces")
+        base = f"{self._prefix}:{{{queue}}}"
+        ready = (f"{base}:ready", *(f"{base}:ready:{level}" for level in range(1, scripts.PRIORITY_LEVELS)))
+        keys = QueueKeys(
+            jobs=f"{base}:jobs",
+            meta=f"{base}:meta",
+            leases=f"{base}:leases",
+            delayed=f"{base}:delayed",
+            dead=f"{base}:dead",
+            signal=f"{base}:signal",
+            sweep_lock=f"{base}:sweep",
+            ready=ready,
+        )
+        full = keys.all
+        entry = (keys, full, full[:3])
+        self._keys[queue] = entry
+        return entry
+
+    async def _register(self, queue: str) -> None:
+        if queue not in self._registered:
+            await self._client.sadd(self._queues_key, queue)
+            self._registered.add(queue)
+
+    # ------------------------------------------------------------------ producing
+
+    async def push(
+        self,
+        queue: str,
+        data: bytes,
+        *,
+        delay: float = 0.0,
+        priority: int = 0,
+        job_id: str | None = None,
+    ) -> str:
+        """Enqueue one job and return its id.
+
+        ``delay`` (seconds) parks it in the delayed set first. ``priority`` is 0..:data:`MAX_PRIORITY`, higher
+        runs first, FIFO within a level. A caller-chosen ``job_id`` makes the push idempotent while a job with
+        that id still exists (the second push is ignored).
+        """
+        (job_id,) = await self._push_batch(queue, [data], delay, priority, None if job_id is None else [job_id])
+        return job_id
+
+    async def push_many(
+        self, queue: str, items: Sequence[bytes], *, delay: float = 0.0, priority: int = 0
+    ) -> list[str]:
+        """Enqueue many jobs in one round trip (one per 5,000 jobs) and return their ids, in order."""
+        if not items:
+            return []
+        return await self._push_batch(queue, items, delay, priority, None)
+
+    async def _push_batch(
+        self,
+        queue: str,
+        items: Sequence[bytes],
+        delay: float,
+        priority: int,
+        ids: list[str] | None,
+    ) -> list[str]:
+        if not 0 <= priority <= MAX_PRIORITY:
+            raise ValueError(f"priority must be between 0 and {MAX_PRIORITY}, got {priority}")
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0, got {delay}")
+        _, full, _ = self._resolve(queue)
+        await self._register(queue)
+        if ids is None:
+            ids = _new_ids(len(items))
+        head: list[Any] = [_ms(delay), priority]
+        for start in range(0, len(items), _CHUNK):
+            args = head + list(
+                itertools.chain.from_iterable(
+                    zip(ids[start : start + _CHUNK], items[start : start + _CHUNK], strict=True)
+                )
+            )
+            await self._push(keys=full, args=args)
+        return ids
+
+    # ------------------------------------------------------------------ consuming
+
+    async def claim(self, queue: str, *, limit: int, lease_seconds: float) -> list[ClaimedJob]:
+        """Lease up to ``limit`` ready jobs, highest priority first, in one round trip.
+
+        The attempt is counted here, so a job that kills its worker still runs out of attempts. All jobs of
+        one claim share a fresh random lease token. Due delayed jobs are promoted first.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
+        _, full, _ = self._resolve(queue)
+        token = secrets.token_hex(8)
+        raw = await self._claim(keys=full, args=[limit, max(1, _ms(lease_seconds)), token, _BATCH])
+        it = iter(raw)
+        return [
+            ClaimedJob(job_id.decode(), data, attempt, token) for job_id, data, attempt in zip(it, it, it, strict=False)
+        ]
+
+    # The timeout is the point of this call (a bounded BLPOP), not a cancellation scope.
+    async def wait(self, queue: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """Block until work may be available, at most ``timeout`` seconds.
+
+        Returns True when woken by a push (the one-token signal list) or because a delayed job is due (the
+        wait is cut short to its due time, so retries do not sit out a whole idle timeout); False on timeout.
+        The wait is always finite, so a worker notices a restarted Redis.
+        """
+        keys, full, _ = self._resolve(queue)
+        due_ms = int(await self._next_due(keys=full))
+        if due_ms == 0:
+            return True
+        if due_ms > 0:
+            timeout = min(timeout, due_ms / 1000)
+        if timeout < 0.001:
+            # BLPOP treats 0 as "forever"; never block without a bound.
+            return await self._client.lpop(keys.signal) is not None
+        popped = await self._client.blpop([keys.signal], timeout=timeout)
+        return popped is not None or (due_ms > 0 and timeout * 1000 >= due_ms)
+
+    async def heartbeat(self, queue: str, leases: Sequence[tuple[str, str]], lease_seconds: float) -> set[str]:
+        """Extend the leases of running jobs to now + ``lease_seconds``; return the ids whose lease was lost.
+
+        A lost lease means the job was returned by the sweep (and may run elsewhere), acked or failed.
+        """
+        if not leases:
+            return set()
+        _, _, short = self._resolve(queue)
+        lost: set[str] = set()
+        lease_ms = max(1, _ms(lease_seconds))
+        for start in range(0, len(leases), _CHUNK):
+            args: list[Any] = [lease_ms, *_flatten(leases[start : start + _CHUNK])]
+            lost.update(i.decode() for i in await self._heartbeat(keys=short, args=args))
+        return lost
+
+    async def ack(self, queue: str, leases: Sequence[tuple[str, str]]) -> int:
+        """Finish jobs, deleting all their data; return how many were acked.
+
+        A pair whose token no longer holds the lease is skipped (the job was returned and may run again).
+        """
+        if not leases:
+            return 0
+        _, _, short = self._resolve(queue)
+        done = 0
+        for start in range(0, len(leases), _CHUNK):
+            done += int(await self._ack(keys=short, args=_flatten(leases[start : start + _CHUNK])))
+        return done
+
+    async def fail(
+        self,
+        queue: str,
+        job_id: str,
+        lease_token: str,
+        error: str,
+        *,
+        retry_in: float | None,
+        max_attempts: int,
+    ) -> str:
+        """Record a failed run; return ``"retry"``, ``"dead"`` or ``"stale"``.
+
+        The job is retried after ``retry_in`` seconds (0: at once) unless ``retry_in`` is None or it has made
+        ``max_attempts`` attempts, in which case it is dead-lettered with ``error``. ``"stale"``: the token no
+        longer holds the lease, nothing changed.
+        """
+        _, full, _ = self._resolve(queue)
+        retry_ms = -1 if retry_in is None else _ms(retry_in)
+        result: bytes = await self._fail(keys=full, args=[job_id, lease_token, error, retry_ms, max_attempts])
+        return result.decode()
+
+    async def release(self, queue: str, leases: Sequence[tuple[str, str]]) -> int:
+        """Return claimed-but-unstarted jobs to the head of ready, un-counting the attempt.
+
+        Pass them in claim order to keep their order. Returns how many were released.
+        """
+        if not leases:
+            return 0
+        _, full, _ = self._resolve(queue)
+        done = 0
+        for start in range(0, len(leases), _CHUNK):
+            done += int(await self._release(keys=full, args=_flatten(leases[start : start + _CHUNK])))
+        return done
+
+    # ------------------------------------------------------------------ maintenance
+
+    async def sweep(self, queue: str, *, max_attempts: int, lock_seconds: float = 10.0) -> SweepResult:
+        """Promote due delayed jobs and recover expired leases.
+
+        An expired job goes back to the head of ready, or to the dead letters when it has made
+        ``max_attempts`` attempts. Runs under a ``SET NX PX`` lock (held at most ``lock_seconds`` if the sweeper
+        dies); when another sweep holds it, this one does nothing and returns zeros.
+        """
+        _, full, _ = self._resolve(queue)
+        token = secrets.token_hex(8)
+        lock_ms = max(1, _ms(lock_seconds))
+        promoted = expired = 0
+        first = "1"
+        while True:
+            raw = await self._sweep(keys=full, args=[token, lock_ms, max_attempts, _BATCH, first])
+            if raw[0] == -1:
+                break
+            promoted += raw[0]
+            expired += raw[1] + raw[2]
+            if not raw[3]:
+                break
+            first = "0"
+        return SweepResult(promoted, expired)
+
+    async def depth(self, queue: str) -> QueueDepth:
+        """Count the jobs of ``queue`` in each state (one atomic snapshot)."""
+        _, full, _ = self._resolve(queue)
+        ready, delayed, leased, dead = await self._depth(keys=full)
+        return QueueDepth(ready=ready, delayed=delayed, leased=leased, dead=dead)
+
+    async def queues(self) -> list[str]:
+        """Names of the queues ever pushed to under this prefix, sorted."""
+        members = await self._client.smembers(self._queues_key)
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+    # ------------------------------------------------------------------ dead letters
+
+    @staticmethod
+    def _dead_letters(raw: list[Any]) -> list[DeadLetter]:
+        it = iter(raw)
+        return [
+            DeadLetter(
+                id=job_id.decode(),
+                data=data,
+                error=error.decode(errors="replace"),
+                attempts=int(attempts),
+                failed_at=float(score) / 1000,
+            )
+            for job_id, data, error, attempts, score in zip(it, it, it, it, it, strict=False)
+        ]
+
+    async def dead_letters(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]:
+        """List dead letters, newest first."""
+        if offset < 0 or limit < 1:
+            return []
+        _, full, _ = self._resolve(queue)
+        raw = await self._dead_list(keys=full, args=["range", offset, offset + limit - 1])
+        return self._dead_letters(raw)
+
+    async def dead_letter(self, queue: str, job_id: str) -> DeadLetter | None:
+        """Return one dead letter, or None when ``job_id`` is not dead."""
+        _, full, _ = self._resolve(queue)
+        found = self._dead_letters(await self._dead_list(keys=full, args=["ids", job_id]))
+        return found[0] if found else None
+
+    async def _for_dead(self, script: AsyncScript, queue: str, ids: Sequence[str] | None) -> int:
+        _, full, _ = self._resolve(queue)
+        total = 0
+        if ids is None:
+            while True:
+                n = int(await script(keys=full, args=["all", _BATCH]))
+                total += n
+                if n < _BATCH:
+                    return total
+        for start in range(0, len(ids), _CHUNK):
+            total += int(await script(keys=full, args=["ids", *ids[start : start + _CHUNK]]))
+        return total
+
+    async def redrive(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Move dead letters (``None``: all) back to ready with attempts and error reset; return the count."""
+        return await self._for_dead(self._redrive, queue, ids)
+
+    async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (``None``: all) and all their data; return the count."""
+        return await self._for_dead(self._purge_dead, queue, ids)
+
+    async def trim_dead(self, queue: str, *, retention_seconds: float, max_items: int | None = None) -> int:
+        """Delete dead letters older than ``retention_seconds``, then the oldest beyond ``max_items``.
+
+        Returns how many were deleted.
+        """
+        _, full, _ = self._resolve(queue)
+        args = [_ms(retention_seconds), -1 if max_items is None else max(0, max_items), _BATCH]
+        total = 0
+        while True:
+            n = int(await self._trim_dead(keys=full, args=args))
+            total += n
+            if n < _BATCH:
+                return total
