@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 from nestq_spec.container import Container
 from nestq_spec.errors import BootError
@@ -38,8 +39,10 @@ class Application:
     async def serve(self, cancel: CancellationToken, *, shutdown_timeout: float = 30.0) -> None:
         """Configure every transport, then serve them concurrently until ``cancel`` is cancelled.
 
-        If one transport fails, the others are cancelled and the error is raised. A transport still running
-        ``shutdown_timeout`` seconds after cancellation is interrupted and reported as a :class:`BootError`.
+        Every transport is configured before any serves. If one transport fails, the others are cancelled (through
+        the token) and the first error is raised once they have returned. A transport still running
+        ``shutdown_timeout`` seconds after cancellation has its task cancelled and is reported as a
+        :class:`BootError`. Returns when every transport has returned.
         """
         built: list[tuple[str, Transport]] = []
         for contribution in self.transports:
@@ -54,45 +57,89 @@ class Application:
             asyncio.create_task(t.serve(self.container, inner), name=f"nestq-transport-{name}"): name
             for name, t in built
         }
+        log.info("%s serving %s", self.root, ", ".join(tasks.values()))
         stop = asyncio.create_task(inner.wait())
         pending = set(tasks)
         error: BaseException | None = None
+
+        def collect(done: set[asyncio.Task[None]]) -> None:
+            nonlocal error
+            for task in done:
+                failure = _failure(task)
+                if failure is None:
+                    if not inner.is_cancelled:
+                        log.warning("transport %s returned before cancellation", tasks[task])
+                    continue
+                log.error("transport %s failed: %s: %s", tasks[task], type(failure).__name__, failure)
+                if error is None:
+                    error = failure
+                    inner.cancel()
+
         try:
             while pending and not inner.is_cancelled:
-                done, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
-                pending.discard(stop)
-                for task in done - {stop}:
-                    if task.exception() is not None and error is None:
-                        error = task.exception()
-                        inner.cancel()
+                done, _ = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
+                done.discard(stop)
+                pending -= done
+                collect(done)
             if pending:
-                _, late = await asyncio.wait(pending, timeout=shutdown_timeout)
-                for task in late:
-                    task.cancel()
+                done, late = await asyncio.wait(pending, timeout=shutdown_timeout)
+                collect(done)
                 if late:
                     names = ", ".join(sorted(tasks[t] for t in late))
+                    log.error("transport(s) %s still running %ss after cancellation; cancelling", names,
+                              shutdown_timeout)
                     error = error or BootError(
                         f"transport(s) {names} did not return within {shutdown_timeout}s of cancellation"
                     )
-                for task in pending - late:
-                    if task.exception() is not None and error is None:
-                        error = task.exception()
         finally:
-            stop.cancel()
+            leftovers = [t for t in (*tasks, stop) if not t.done()]
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                # Let cancelled transports run their cleanup, but never wait forever on one that ignores it.
+                await asyncio.wait(leftovers, timeout=_CANCEL_GRACE)
             for task in tasks:
-                if not task.done():
-                    task.cancel()
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved, so asyncio does not log it as never retrieved
         if error is not None:
             raise error
 
     async def run(self, *, shutdown_timeout: float = 30.0) -> None:
-        """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+        """Serve until SIGINT or SIGTERM, then shut down gracefully.
+
+        The signal handlers are installed for the duration of the call and the previous ones restored after it.
+        Outside the main thread (where signals cannot be handled) it serves until the task is cancelled.
+        """
         cancel = CancellationToken()
         loop = asyncio.get_running_loop()
+        installed: list[tuple[signal.Signals, Any]] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            log.info("%s received %s; shutting down", self.root, sig.name)
+            cancel.cancel()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, cancel.cancel)
+            previous = signal.getsignal(sig)
+            try:
+                loop.add_signal_handler(sig, on_signal, sig)
+            except (ValueError, RuntimeError, NotImplementedError) as exc:
+                log.warning("cannot handle %s here (%s); stop the app by cancelling its task", sig.name, exc)
+                continue
+            installed.append((sig, previous))
         try:
             await self.serve(cancel, shutdown_timeout=shutdown_timeout)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig, previous in installed:
                 loop.remove_signal_handler(sig)
+                if previous is not None:
+                    signal.signal(sig, previous)
+
+
+_CANCEL_GRACE = 5.0
+"""Seconds a cancelled transport task gets to finish its cleanup before serve gives up on it."""
+
+
+def _failure(task: asyncio.Task[None]) -> BaseException | None:
+    if task.cancelled():
+        return None
+    return task.exception()

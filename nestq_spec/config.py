@@ -11,9 +11,10 @@ import dataclasses
 import math
 import os
 import re
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, dataclass_transform, get_type_hints
+from typing import Any, TypeVar, Union, dataclass_transform, get_args, get_origin, get_type_hints
 
 from nestq_spec.errors import ConfigError
 
@@ -23,12 +24,20 @@ S = TypeVar("S")
 T = TypeVar("T")
 
 _NAMESPACE = "__nestq_namespace__"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@/\s]+)(?P<tail>@)")
+# The password runs to the last '@' of the URL (greedy), so one holding an unescaped '@' or '/' is hidden whole;
+# over-redacting a URL whose path or query holds '@' is the safe way to be wrong.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s'\"]*:)(?P<secret>[^\s'\"]*)(?P<tail>@)")
+_QUERY_SECRET = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|api_key|apikey)=)[^&;#\s'\"]*",
+                           re.IGNORECASE)
 
 
 def redact(value: object) -> str:
-    """Return ``repr(value)`` with any password in a URL (``scheme://user:password@host``) replaced by ``***``."""
-    return _URL_PASSWORD.sub(r"\g<head>***\g<tail>", repr(value))
+    """Return ``repr(value)`` with URL passwords replaced by ``***``.
+
+    Covers ``scheme://user:password@host`` and query parameters such as ``?password=...`` or ``&token=...``.
+    """
+    text = _URL_PASSWORD.sub(r"\g<head>***\g<tail>", repr(value))
+    return _QUERY_SECRET.sub(r"\g<head>***", text)
 
 
 def setting(
@@ -40,7 +49,12 @@ def setting(
     max: float | None = None,
     choices: tuple[str, ...] | None = None,
 ) -> T:
-    """Declare one setting of a ``@settings`` class: its default, description, bounds and secrecy."""
+    """Declare one setting of a ``@settings`` class: its default, description, bounds and secrecy.
+
+    Pass the default by keyword (``setting(default=10, ...)``): type checkers only see a field's default when the
+    field specifier receives it as ``default=``, and otherwise report the settings class's constructor as
+    requiring every field.
+    """
     meta = {"help": help, "secret": secret, "min": min, "max": max, "choices": choices}
     return dataclasses.field(default=default, metadata=meta)
 
@@ -91,10 +105,17 @@ def _parse(kind: Any, text: str) -> object:
         if low in _FALSE:
             return False
         raise ValueError("expected one of true/false, 1/0, yes/no, on/off")
+    # The messages never quote the text: the caller decides whether the value may be shown.
     if kind is int:
-        return int(text.strip())
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise ValueError("expected an integer") from None
     if kind is float:
-        return float(text.strip())
+        try:
+            return float(text.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
     if kind is str:
         return text
     if kind == (str | None) or kind == (int | None) or kind == (float | None):
@@ -105,13 +126,22 @@ def _parse(kind: Any, text: str) -> object:
     raise ValueError(f"settings of type {kind!r} cannot be read from the environment")
 
 
+_OK_TYPES: dict[object, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
 def _check(cls: type[Any], f: dataclasses.Field[Any], value: object, source: str) -> object:
     shown = "'***'" if f.metadata.get("secret") else redact(value)
     label = f"{env_var(cls, f.name)}={shown} ({source})"
     kind = get_type_hints(cls)[f.name]
-    ok_types: tuple[type, ...] = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}.get(kind, ())
+    optional = get_origin(kind) in (Union, types.UnionType) and type(None) in get_args(kind)
+    if optional:
+        if value is None:
+            return value
+        inner = [a for a in get_args(kind) if a is not type(None)]
+        kind = inner[0] if len(inner) == 1 else kind
+    ok_types: tuple[type, ...] = _OK_TYPES.get(kind, ())
     if ok_types and (not isinstance(value, ok_types) or (kind is not bool and isinstance(value, bool))):
-        raise ConfigError(f"{label} is not a valid {kind.__name__}")
+        raise ConfigError(f"{label} is not a valid {kind.__name__}{' or None' if optional else ''}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{label} is not a finite number")
     low, high = f.metadata.get("min"), f.metadata.get("max")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast, get_type_hints
+from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 from nestq_spec.errors import BootError, MissingProviderError
 
@@ -20,7 +21,8 @@ _INJECTABLE = "__nestq_injectable__"
 def injectable(cls: C) -> C:
     """Mark a class as built by the container, its ``__init__`` parameters resolved by their annotated types.
 
-    A parameter whose type nobody provides but which has a default keeps its default.
+    A parameter whose type nobody provides but which has a default keeps its default; an ``X | None`` parameter
+    gets ``X`` when something provides it.
     """
     setattr(cls, _INJECTABLE, True)
     return cls
@@ -164,16 +166,16 @@ class Container:
         """Return every multi-binding of type ``kind``, in registration order."""
         return cast(tuple[T, ...], self._meta.get(kind, ()))
 
-    def _resolve(self, key: object, chain: tuple[str, ...]) -> object:
+    def _resolve(self, key: object, chain: tuple[object, ...]) -> object:
         if key in self._instances:
             return self._instances[key]
         provider = self._providers.get(key)
         if provider is None:
             hint = _MISSING_HINTS.get(_name(key), "")
-            raise MissingProviderError(_name(key), chain, hint)
-        if _name(key) in chain:
-            raise BootError("dependency cycle: " + " -> ".join((*chain, _name(key))))
-        here = (*chain, _name(key))
+            raise MissingProviderError(_name(key), _names(chain), hint)
+        if key in chain:
+            raise BootError("dependency cycle: " + " -> ".join(_names((*chain, key))))
+        here = (*chain, key)
         if provider.alias is not None:
             instance = self._resolve(provider.alias, here)
         elif provider.factory is not None:
@@ -185,7 +187,7 @@ class Container:
         self._instances[key] = instance
         return instance
 
-    def _construct(self, cls: type[Any], chain: tuple[str, ...]) -> object:
+    def _construct(self, cls: type[Any], chain: tuple[object, ...]) -> object:
         init = cls.__init__
         if init is object.__init__:
             return cls()
@@ -195,8 +197,8 @@ class Container:
             raise BootError(f"cannot read the constructor annotations of {_name(cls)}: {exc}") from exc
         kwargs: dict[str, object] = {}
         for param in _params(init):
-            wanted = hints.get(param.name)
-            if wanted is not None and (wanted in self._instances or wanted in self._providers):
+            wanted = _provided_form(hints.get(param.name), self.provides)
+            if wanted is not None and self.provides(wanted):
                 kwargs[param.name] = self._resolve(wanted, chain)
             elif param.default is inspect.Parameter.empty:
                 if wanted is None:
@@ -204,8 +206,21 @@ class Container:
                         f"{_name(cls)}.__init__ parameter {param.name!r} has no type annotation, so the "
                         "container cannot inject it; annotate it or give it a default"
                     )
-                raise MissingProviderError(_name(wanted), chain, _MISSING_HINTS.get(_name(wanted), ""))
+                raise MissingProviderError(_name(wanted), _names(chain), _MISSING_HINTS.get(_name(wanted), ""))
         return cls(**kwargs)
+
+
+def _names(chain: Iterable[object]) -> tuple[str, ...]:
+    return tuple(_name(key) for key in chain)
+
+
+def _provided_form(wanted: Any, provides: Callable[[object], bool]) -> Any:
+    """``X`` for an ``X | None`` parameter whose ``X`` is provided (so it is injected); ``wanted`` otherwise."""
+    if get_origin(wanted) in (Union, types.UnionType) and not provides(wanted):
+        options = [a for a in get_args(wanted) if a is not type(None)]
+        if len(options) == 1 and len(get_args(wanted)) == 2 and provides(options[0]):
+            return options[0]
+    return wanted
 
 
 def _params(init: Callable[..., Any]) -> Iterable[inspect.Parameter]:

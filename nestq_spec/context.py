@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nestq_spec.errors import NoJobContextError
 
 if TYPE_CHECKING:
     from nestq_spec.container import Container
+    from nestq_spec.registry import ProcessMethod
 
 __all__ = ["JobContext", "JobMeta", "current_job"]
 
@@ -36,13 +37,21 @@ class JobContext:
     container: Container
 
 
-_CURRENT: ContextVar[JobContext] = ContextVar("nestq_current_job")
+_CURRENT: ContextVar[list[Any]] = ContextVar("nestq_current_job")
+"""Set by the registry around each handler call to ``[method, meta, container, None]``; :func:`current_job` builds
+the :class:`JobContext` on first use and keeps it in the last slot (most handlers never ask for it)."""
 
 
 def current_job() -> JobContext:
     """Return the context of the job being handled; raise :class:`NoJobContextError` outside a job."""
     try:
-        return _CURRENT.get()
+        job = _CURRENT.get()
+        if job[3] is None:
+            method: ProcessMethod = job[0]
+            meta: JobMeta = job[1]
+            job[3] = JobContext(method.queue, meta.attempt, meta.job_id, method.qualname, job[2])
+        context: JobContext = job[3]
+        return context
     except LookupError:
         raise NoJobContextError(
             "current_job() was called outside a job; it only works inside a @process handler "

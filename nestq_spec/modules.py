@@ -43,7 +43,7 @@ class DynamicModule(ABC):
     """A configured module instance, as returned by ``SomeQueueModule.for_root(config)``.
 
     Two equal instances of one class in a graph count once; two different ones are a boot error, since the
-    application would be configured twice.
+    application would be configured twice. Equality defaults to "same class, equal attributes".
     """
 
     imports: Sequence[ModuleLike] = ()
@@ -51,6 +51,25 @@ class DynamicModule(ABC):
     @abstractmethod
     def collect(self, builder: ContainerBuilder) -> ContainerBuilder:
         """Add this module's providers to ``builder`` and return it."""
+
+    def __eq__(self, other: object) -> bool:
+        """Same class and equal attributes: the same configuration (override for anything subtler)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return _state(self) == _state(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+def _state(obj: object) -> dict[str, object]:
+    state = dict(getattr(obj, "__dict__", {}))
+    for cls in type(obj).__mro__:
+        slots = getattr(cls, "__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if slot not in ("__dict__", "__weakref__") and hasattr(obj, slot):
+                state[slot] = getattr(obj, slot)
+    return state
 
 
 ModuleLike: TypeAlias = "type[Module] | DynamicModule | type[Any]"
@@ -70,7 +89,7 @@ def module(*, imports: Sequence[ModuleLike] = (), providers: Sequence[type[Any]]
                 raise BootError(f"@module on {cls.__qualname__}: providers must be classes, found {item!r}")
         cls.imports = tuple(imports)
         cls.providers = tuple(providers)
-        if not issubclass(cls, Module):
+        if not issubclass(cls, Module) and "register" not in vars(cls):
             cls.register = classmethod(Module.register.__func__)  # type: ignore[attr-defined]
         cls.__nestq_module__ = True
         return cls
@@ -109,11 +128,12 @@ def assemble(root: ModuleLike, builder: ContainerBuilder | None = None) -> Conta
     """
     builder = builder or ContainerBuilder()
     done: dict[object, object] = {}
-    stack: list[str] = []
+    stack: list[object] = []
+    labels: list[str] = []
 
     def visit(item: object) -> None:
         if not _is_module(item):
-            where = f" (imported by {stack[-1]})" if stack else ""
+            where = f" (imported by {labels[-1]})" if labels else ""
             raise BootError(
                 f"{item!r} is not a module{where}; use @module, subclass Module, or a for_root(...) result"
             )
@@ -123,12 +143,14 @@ def assemble(root: ModuleLike, builder: ContainerBuilder | None = None) -> Conta
             if isinstance(item, DynamicModule) and done[key] != item:
                 raise BootError(f"{label} is imported twice with different configuration: {done[key]!r} and {item!r}")
             return
-        if label in stack:
-            raise CircularImportError([*stack[stack.index(label):], label])
-        stack.append(label)
+        if key in stack:
+            raise CircularImportError([*labels[stack.index(key):], label])
+        stack.append(key)
+        labels.append(label)
         for child in getattr(item, "imports", ()):
             visit(child)
         stack.pop()
+        labels.pop()
         builder.source = label
         if isinstance(item, DynamicModule):
             item.collect(builder)

@@ -7,15 +7,17 @@ takes the reachable ones with :func:`routes` and hands each envelope to :func:`d
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
 from nestq_spec.container import Container, injectable
-from nestq_spec.context import _CURRENT, JobContext, JobMeta
+from nestq_spec.context import _CURRENT, JobMeta
 from nestq_spec.envelope import loads_envelope, unwrap
-from nestq_spec.errors import DispatchError, RegistrationError
-from nestq_spec.jsonvalue import decode_payload
+from nestq_spec.errors import DispatchError, MalformedEnvelopeError, RegistrationError
+from nestq_spec.jsonvalue import decoder_for
 from nestq_spec.producer import validate_queue_name
 
 __all__ = ["ProcessMethod", "dispatch", "inventory", "process", "processor", "routes"]
@@ -25,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Awaitable[None]])
 
 _QUEUE_ATTR = "__nestq_queue__"
 _INVENTORY: list[ProcessMethod] = []
+_SEEN: dict[tuple[str, str, str, str], ProcessMethod] = {}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -45,9 +48,15 @@ class ProcessMethod:
     @property
     def job_type(self) -> Any:
         """The annotated type of the job parameter (resolved on first use, so forward references work)."""
+        return self._resolved()[0]
+
+    def _resolved(self) -> list[Any]:
+        """``[job_type, decode]``, resolved and compiled once; raises :class:`RegistrationError` if unresolvable."""
         if not self._job_type:
-            self._job_type.append(_job_annotation(self.func, self.qualname))
-        return self._job_type[0]
+            job_type = _job_annotation(self.func, self.qualname)
+            decode = decoder_for(job_type, f"payload for {self.qualname}")
+            self._job_type.extend((job_type, decode))
+        return self._job_type
 
     async def handler(
         self,
@@ -59,10 +68,14 @@ class ProcessMethod:
 
         Raises whatever the method raises; envelope and decoding errors are :class:`NonRetryableError`.
         """
-        job = decode_payload(unwrap(envelope), self.job_type, f"payload for {self.qualname}")
+        await self._run(unwrap(envelope), container, meta)
+
+    async def _run(self, payload: Any, container: Container, meta: JobMeta | None) -> None:
+        """:meth:`handler` after the unwrap; :func:`dispatch` calls it with the payload it unwrapped once."""
+        job = (self._job_type or self._resolved())[1](payload)
         host = container.get(self.provider_type)
-        meta = meta or _FIRST
-        token = _CURRENT.set(JobContext(self.queue, meta.attempt, meta.job_id, self.qualname, container))
+        # current_job() builds the JobContext when asked: most handlers never ask, and building it costs a microsecond.
+        token = _CURRENT.set([self, meta or _FIRST, container, None])
         try:
             await self.func(host, job)
         finally:
@@ -72,9 +85,15 @@ class ProcessMethod:
 _FIRST = JobMeta()
 
 
+def _positional(func: Callable[..., Any]) -> list[inspect.Parameter]:
+    return [
+        p for p in inspect.signature(func).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+
+
 def _job_annotation(func: Callable[..., Any], qualname: str) -> Any:
-    params = list(inspect.signature(func).parameters.values())
-    job = params[1]
+    job = _positional(func)[1]
     try:
         hints = get_type_hints(func)
     except Exception as exc:
@@ -83,14 +102,18 @@ def _job_annotation(func: Callable[..., Any], qualname: str) -> Any:
 
 
 def process(*, queue: str) -> Callable[[F], F]:
-    """Bind an ``async def method(self, job: JobType)`` of a ``@processor`` class to ``queue``."""
-    try:
-        validate_queue_name(queue)
-    except ValueError as exc:
-        raise RegistrationError(f"@process(queue=...): {exc}") from None
+    """Bind an ``async def method(self, job: JobType)`` of a ``@processor`` class to ``queue``.
+
+    Raises :class:`RegistrationError`, naming the method, for a bad queue name, a method that is not
+    ``async def``, one without a job parameter, or one already bound to a queue.
+    """
 
     def decorate(func: F) -> F:
         name = getattr(func, "__qualname__", repr(func))
+        try:
+            validate_queue_name(queue)
+        except ValueError as exc:
+            raise RegistrationError(f"{name}: @process(queue=...): {exc}") from None
         if hasattr(func, _QUEUE_ATTR):
             raise RegistrationError(
                 f"{name} is already bound to queue {getattr(func, _QUEUE_ATTR)!r}; one method handles one "
@@ -98,51 +121,58 @@ def process(*, queue: str) -> Callable[[F], F]:
             )
         if not inspect.iscoroutinefunction(func):
             raise RegistrationError(f"{name} must be 'async def' to be a @process handler (queue {queue!r})")
-        params = [
-            p for p in inspect.signature(func).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
+        params = _positional(func)
         if len(params) < 2:
             raise RegistrationError(
-                f"{name} takes no job parameter; a @process handler looks like 'async def {func.__name__}"
-                "(self, job: MyJob) -> None'"
+                f"{name} takes no job parameter; a @process handler looks like 'async def "
+                f"{getattr(func, '__name__', 'handle')}(self, job: MyJob) -> None'"
             )
         extra = [p.name for p in params[2:] if p.default is inspect.Parameter.empty]
         if extra:
             raise RegistrationError(f"{name} takes more than one job parameter without a default: {extra}")
         setattr(func, _QUEUE_ATTR, queue)
-        return func  # type: ignore[return-value]
+        return func  # type: ignore[return-value]  # mypy narrows F by iscoroutinefunction
 
     return decorate
+
+
+def _origin(cls: type[Any]) -> str:
+    """Where ``cls`` was defined: its module's file when known, so one file imported under two names matches."""
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return os.path.realpath(file) if file else cls.__module__
 
 
 def processor(cls: C) -> C:
     """Register every ``@process`` method of ``cls`` in the inventory and make ``cls`` injectable.
 
-    Raises :class:`RegistrationError` when ``cls`` has no ``@process`` method, or when a method of the same
-    class (by module and qualified name) is already registered on the same queue, as happens when one module is
-    imported under two names.
+    Raises :class:`RegistrationError` when ``cls`` has no ``@process`` method, when ``@processor`` is applied to
+    it twice, or when a class of the same name from the same source file is already registered, as happens when
+    one module is imported under two names (``__main__`` and its package path) and every job would run twice.
     """
     if not isinstance(cls, type):
         raise RegistrationError(f"@processor decorates a class, not {cls!r}")
     found = [(name, fn) for name, fn in vars(cls).items() if hasattr(fn, _QUEUE_ATTR)]
     if not found:
         raise RegistrationError(f"@processor class {cls.__qualname__} has no @process(queue=...) method")
+    origin = _origin(cls)
     new = []
     for name, fn in found:
         queue = getattr(fn, _QUEUE_ATTR)
-        for other in _INVENTORY:
-            if (
-                other.queue == queue
-                and other.name == name
-                and other.provider_type.__qualname__ == cls.__qualname__
-                and other.provider_type.__module__ == cls.__module__
-            ):
+        other = _SEEN.get((origin, cls.__qualname__, name, queue))
+        if other is not None:
+            if other.provider_type is cls:
                 raise RegistrationError(
-                    f"{cls.__module__}.{cls.__qualname__}.{name} is registered twice on queue {queue!r}; is its "
-                    "module imported under two names (for example as __main__ and by its package path)?"
+                    f"@processor is applied twice to {cls.__module__}.{cls.__qualname__} ({name} on queue {queue!r})"
                 )
+            raise RegistrationError(
+                f"{cls.__module__}.{cls.__qualname__}.{name} is registered twice on queue {queue!r} (first from "
+                f"module {other.provider_type.__module__!r}, again from {cls.__module__!r}, both defined in "
+                f"{origin}); is its module imported under two names (for example as __main__ and by its package "
+                "path), or the class defined again by a function called twice?"
+            )
         new.append(ProcessMethod(queue, cls, name, fn))
+    for method in new:
+        _SEEN[(origin, cls.__qualname__, method.name, method.queue)] = method
     _INVENTORY.extend(new)
     return injectable(cls)
 
@@ -156,12 +186,14 @@ def routes(container: Container) -> dict[str, tuple[ProcessMethod, ...]]:
     """Steps (1) and (2) of a transport's ``serve``: the reachable methods, grouped by queue name.
 
     A method whose class no reachable module provides is skipped: importing a processor is not enough, the app's
-    module graph must list it.
+    module graph must list it. Each returned method's job type is resolved here, so an annotation that cannot be
+    resolved raises :class:`RegistrationError` at boot rather than on the first job.
     """
     grouped: dict[str, list[ProcessMethod]] = {}
     reachable = container.reachable
     for method in _INVENTORY:
         if method.provider_type in reachable:
+            method._resolved()  # an unresolvable job annotation fails here, at boot, not on the first job
             grouped.setdefault(method.queue, []).append(method)
     return {queue: tuple(methods) for queue, methods in grouped.items()}
 
@@ -180,16 +212,26 @@ async def dispatch(
     job as a whole failed and a retry runs every method again: handlers must be idempotent.
     """
     if not isinstance(envelope, Mapping):
-        envelope = loads_envelope(envelope)  # type: ignore[assignment]
-    unwrap(envelope)
+        parsed = loads_envelope(envelope)
+        if isinstance(parsed, str):
+            # unwrap() would parse a str again, letting a double-encoded envelope ("{\"v\":1,...}") through.
+            raise MalformedEnvelopeError(
+                "envelope must be a JSON object {\"v\": 1, \"payload\": ...}, found a string "
+                "(JSON text encoded twice?)"
+            )
+        envelope = parsed  # type: ignore[assignment]
+    payload = unwrap(envelope)
     if len(methods) == 1:
-        await methods[0].handler(envelope, container, meta)
+        await methods[0]._run(payload, container, meta)
         return
     failures: dict[str, BaseException] = {}
     for method in methods:
         try:
-            await method.handler(envelope, container, meta)
+            await method._run(payload, container, meta)
         except Exception as exc:
             failures[method.qualname] = exc
+    if len(failures) == 1:
+        (failure,) = failures.values()
+        raise failure
     if failures:
         raise DispatchError(methods[0].queue, failures)
