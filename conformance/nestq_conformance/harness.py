@@ -10,9 +10,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from nestq_spec import Container, ModuleLike
-
 from nestq_conformance.capabilities import Capabilities
+from nestq_spec import Container, ModuleLike
 
 __all__ = ["DeadLetterInfo", "DriverHarness", "SuiteSettings"]
 
@@ -70,10 +69,10 @@ class DriverHarness(ABC):
         """One line for the report header: where the storage is, and how it was chosen."""
         return self.name
 
-    def session_start(self) -> None:
+    def session_start(self) -> None:  # noqa: B027 - an optional hook; most drivers need nothing here
         """Called once before the suite runs (start a private server, say). Synchronous, outside any loop."""
 
-    def session_end(self) -> None:
+    def session_end(self) -> None:  # noqa: B027 - an optional hook, like session_start
         """Called once after the suite ran."""
 
     @abstractmethod

@@ -39,7 +39,7 @@ class Rule:
 
 
 def rule(
-    id: str,  # noqa: A002 - the rule's id is what everyone calls it
+    id: str,
     level: Level,
     *,
     hint: str,

@@ -1,0 +1,206 @@
+"""CFG: dual-path configuration: every setting read from NESTQ_<NS>__<KEY>, and a value pinned in code wins."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+import pytest
+
+from nestq_conformance.kit import Scenario
+from nestq_conformance.rules import rule
+from nestq_spec import ConfigError, describe_settings, env_var, load_settings
+
+
+def _settings_class(nq: Scenario) -> type[Any]:
+    cls = nq.harness.settings_class
+    if cls is None:
+        pytest.skip("the harness declares no settings_class, so its configuration cannot be checked")
+    return cls
+
+
+def _fields(cls: type[Any]) -> list[dataclasses.Field[Any]]:
+    """The settings that have a plain default (the ones the environment and pins can be compared against)."""
+    return [f for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING]
+
+
+def _inner(kind: Any) -> Any:
+    """``int`` for ``int | None`` and the like; ``kind`` itself otherwise."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return kind
+
+
+def _alternative(f: dataclasses.Field[Any], kind: Any) -> tuple[str, Any] | None:
+    """An env text for setting ``f`` and the value it must load as; differs from the default. None: untestable."""
+    default = f.default
+    low, high, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
+    kind = _inner(kind)
+
+    def fits(v: float) -> bool:
+        return (low is None or v >= low) and (high is None or v <= high)
+
+    if kind is bool:
+        flag = not bool(default)
+        return ("true" if flag else "false"), flag
+    if kind is int:
+        whole = default if isinstance(default, int) else (int(low) if low is not None else 1)
+        for number in (whole + 1, whole - 1, whole + 7, int(low) if low is not None else whole):
+            if number != default and fits(number):
+                return str(number), number
+        return None
+    if kind is float:
+        base = float(default) if isinstance(default, int | float) else (float(low) if low is not None else 1.0)
+        for candidate in (base * 2 + 0.5, base / 2, base + 0.25, float(low) if low is not None else base):
+            if candidate != default and fits(candidate):
+                return repr(candidate), candidate
+        return None
+    if kind is str:
+        if choices:
+            others = [c for c in choices if c != default]
+            return (others[0], others[0]) if others else None
+        text = str(default or "")
+        if "://" in text:
+            value = text.split("://", 1)[0] + "://nestq-suite.invalid:1234/1"
+        else:
+            value = (text + "-nestq-suite") if text else "nestq-suite"
+        return value, value
+    return None
+
+
+@rule(
+    "CFG-001",
+    "MUST",
+    hint="the harness's settings_class must be a @settings(\"ns\") class whose defaults are valid on their own",
+)
+def test_cfg_001_defaults_load(nq: Scenario) -> None:
+    """The driver's settings class is a @settings class that loads from its defaults with an empty environment."""
+    cls = _settings_class(nq)
+    try:
+        loaded = load_settings(cls, None, env={})
+    except ConfigError as exc:
+        raise AssertionError(f"{cls.__qualname__} does not load from its defaults: {exc}") from exc
+    assert dataclasses.is_dataclass(loaded), f"{cls.__qualname__} is not a settings dataclass"
+
+
+@rule(
+    "CFG-002",
+    "MUST",
+    hint="give every setting a type the environment can express (bool, int, float, str, or one of them | None) "
+    "and read it with load_settings(cls, pinned) so NESTQ_<NS>__<KEY> works for each",
+)
+def test_cfg_002_every_setting_readable_from_env(nq: Scenario) -> None:
+    """Every setting is read from its NESTQ_<NAMESPACE>__<KEY> variable."""
+    cls = _settings_class(nq)
+    hints = typing.get_type_hints(cls)
+    problems = []
+    for f in _fields(cls):
+        var = env_var(cls, f.name)
+        if not var.startswith("NESTQ_"):
+            problems.append(f"{f.name}: variable {var} does not start with NESTQ_")
+            continue
+        alt = _alternative(f, hints[f.name])
+        if alt is None:
+            problems.append(f"{f.name}: type {hints[f.name]!r} cannot be set from the environment")
+            continue
+        text, expected = alt
+        try:
+            got = getattr(load_settings(cls, None, env={var: text}), f.name)
+        except ConfigError as exc:
+            problems.append(f"{var}={text!r} was refused: {exc}")
+            continue
+        if got != expected:
+            problems.append(f"{var}={text!r} loaded as {got!r}, expected {expected!r}")
+    assert not problems, "settings not readable from their variables: " + "; ".join(problems)
+
+
+@rule(
+    "CFG-003",
+    "MUST",
+    hint="build the settings with load_settings(cls, pinned) where pinned is what for_root(config) received; "
+    "do not read os.environ after that",
+)
+def test_cfg_003_pinned_value_wins_over_env(nq: Scenario) -> None:
+    """A value pinned in code wins over the same setting's environment variable."""
+    cls = _settings_class(nq)
+    hints = typing.get_type_hints(cls)
+    problems = []
+    for f in _fields(cls):
+        alt = _alternative(f, hints[f.name])
+        if alt is None:
+            continue
+        text, _ = alt
+        pinned = f.default
+        got = getattr(load_settings(cls, {f.name: pinned}, env={env_var(cls, f.name): text}), f.name)
+        if got != pinned:
+            problems.append(f"{f.name}: pinned {pinned!r}, env {text!r}, loaded {got!r}")
+    assert not problems, "pinned values must win over the environment: " + "; ".join(problems)
+
+
+@rule(
+    "CFG-004",
+    "MUST",
+    hint="let load_settings raise ConfigError for a bad value at boot; never fall back silently to the default",
+)
+def test_cfg_004_invalid_env_value_names_the_variable(nq: Scenario) -> None:
+    """An invalid value in a numeric or boolean setting's variable fails with ConfigError naming the variable."""
+    cls = _settings_class(nq)
+    hints = typing.get_type_hints(cls)
+    checked, problems = 0, []
+    for f in _fields(cls):
+        if _inner(hints[f.name]) not in (int, float, bool):
+            continue
+        var = env_var(cls, f.name)
+        checked += 1
+        try:
+            load_settings(cls, None, env={var: "not-a-valid-value"})
+        except ConfigError as exc:
+            if var not in str(exc):
+                problems.append(f"{var}: the error does not name the variable: {exc}")
+        else:
+            problems.append(f"{var}=not-a-valid-value was accepted")
+    if not checked:
+        pytest.skip("the settings class has no numeric or boolean setting to feed a bad value")
+    assert not problems, "; ".join(problems)
+
+
+@rule(
+    "CFG-005",
+    "SHOULD",
+    hint="pass help=\"...\" to every setting(...): it is what `--help`, the docs table and describe_settings show",
+)
+def test_cfg_005_every_setting_documented(nq: Scenario) -> None:
+    """Every setting has help text, so describe_settings can document it."""
+    cls = _settings_class(nq)
+    missing = [row.name for row in describe_settings(cls) if not row.help.strip()]
+    assert not missing, f"settings without help text: {missing}"
+
+
+@rule(
+    "CFG-006",
+    "MUST",
+    hint="mark passwords and tokens secret=True, and keep URL passwords out of reprs and errors (the @settings "
+    "repr does this; a custom __repr__ or log line may not)",
+)
+def test_cfg_006_secrets_never_shown(nq: Scenario) -> None:
+    """Secret settings and passwords inside URL settings never appear in the settings' repr."""
+    cls = _settings_class(nq)
+    hints = typing.get_type_hints(cls)
+    secret = "nestq-suite-s3cret"
+    env: dict[str, str] = {}
+    for f in _fields(cls):
+        if _inner(hints[f.name]) is not str or f.metadata.get("choices"):
+            continue
+        default = str(f.default or "")
+        if f.metadata.get("secret"):
+            env[env_var(cls, f.name)] = secret
+        elif "://" in default:
+            env[env_var(cls, f.name)] = default.split("://", 1)[0] + f"://user:{secret}@nestq-suite.invalid:1/0"
+    if not env:
+        pytest.skip("the settings class has no secret or URL setting")
+    shown = repr(load_settings(cls, None, env=env))
+    assert secret not in shown, f"a secret shows in the settings repr: {shown}"

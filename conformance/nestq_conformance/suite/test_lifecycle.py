@@ -1,0 +1,253 @@
+"""LIF: lifecycle: configure then serve, prompt return after cancel, jobs in flight at shutdown, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nestq_conformance.kit import Behaviour, Gate, Recorder, Scenario
+from nestq_conformance.rules import rule
+from nestq_spec import CancellationToken
+
+
+@rule(
+    "LIF-001",
+    "MUST",
+    hint="configure() prepares (connect, declare) and returns; start receiving in serve(), not in configure() "
+    "or in a task configure() leaves running",
+)
+def test_lif_001_configure_before_serve(nq: Scenario) -> None:
+    """configure() returns promptly and consumes nothing; jobs are consumed only once serve() runs."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        rec = Recorder()
+        async with nq.producer_app() as producer_app:
+            await producer_app.producer.push_json(queue, {"n": 1})
+        app = nq.worker_application(rec.processor(queue))
+        transports = [c.build(app.container) for c in app.transports]
+        for t in transports:
+            await asyncio.wait_for(t.configure(app.container), nq.seconds(5.0))
+        await nq.stays(lambda: rec.count(queue) == 0, nq.quiet_period(), "no job consumed after configure() alone",
+                       seen=rec.summary)
+        cancel = CancellationToken()
+        tasks = [asyncio.create_task(t.serve(app.container, cancel)) for t in transports]
+        try:
+            await nq.eventually(lambda: rec.count(queue) == 1, "the job once serve() runs", seen=rec.summary)
+        finally:
+            cancel.cancel()
+            await asyncio.wait(tasks, timeout=nq.stop_deadline())
+            for task in tasks:
+                task.cancel()  # a slow shutdown is LIF-002's business, not this rule's
+
+    nq.run(scenario)
+
+
+@rule(
+    "LIF-002",
+    "MUST",
+    hint="every blocking wait in serve() (a pop, a read, a sleep) must also wait on cancel, or time out within "
+    "poll_interval; check for loops that only test is_cancelled after a blocking call returns",
+)
+def test_lif_002_serve_returns_promptly_after_cancel(nq: Scenario) -> None:
+    """An idle worker's serve() returns within one second (scaled) of cancel."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        rec = Recorder()
+        worker = await nq.start_worker(rec.processor(queue))
+        await worker.producer.push_json(queue, {"warm": True})
+        await nq.eventually(lambda: rec.count(queue, outcome="ok") == 1, "a warm-up job", seen=rec.summary)
+        limit = nq.seconds(1.0)
+        took = await nq.stop_worker(worker, within=limit)
+        assert took <= limit, f"expected serve() to return within {limit:.2f}s of cancel, it took {took:.2f}s"
+
+    nq.run(scenario)
+
+
+@rule(
+    "LIF-003",
+    "SHOULD",
+    hint="check cancel before the first receive; a serve() that claims a batch before noticing cancel must "
+    "give the batch back",
+)
+def test_lif_003_serve_with_cancelled_token(nq: Scenario) -> None:
+    """serve() called with an already-cancelled token returns promptly, and loses no job waiting in the queue."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        async with nq.producer_app() as producer_app:
+            await producer_app.producer.push_json(queue, {"n": 1})
+        rec = Recorder()
+        worker = await nq.start_worker(rec.processor(queue), label="pre-cancelled")
+        worker.cancel.cancel()
+        took = await nq.stop_worker(worker, within=nq.seconds(1.0))
+        assert took <= nq.seconds(1.0), f"serve() took {took:.2f}s to notice a token cancelled from the start"
+        later = Recorder()
+        async with nq.worker(later.processor(queue), label="next"):
+            await nq.eventually(
+                lambda: rec.count(queue, outcome="ok") + later.count(queue, outcome="ok") >= 1,
+                "the job, either run by the pre-cancelled worker or left for the next one",
+                seen=lambda: (rec.summary(), later.summary()),
+            )
+
+    nq.run(scenario)
+
+
+@rule(
+    "LIF-004",
+    "MUST",
+    hint="on cancel, stop receiving but let running handlers finish within the shutdown grace (or return their "
+    "jobs to the storage); cancelling handler tasks at once loses the job",
+)
+def test_lif_004_in_flight_job_completes_at_shutdown(nq: Scenario) -> None:
+    """A job in flight when cancel arrives completes (or is delivered to the next worker): it is never lost."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        gate = Gate()
+        rec = Recorder()
+        worker = await nq.start_worker(rec.processor(queue, behaviour=Behaviour(hold=gate)))
+        await worker.producer.push_json(queue, {"n": 1})
+        await nq.eventually(lambda: rec.count(queue) == 1, "the job to start", seen=rec.summary)
+        worker.cancel.cancel()
+        # Keep the job running a little into the shutdown: a worker that kills its handlers at cancel loses it.
+        await asyncio.sleep(min(nq.settings.shutdown_grace / 4, nq.seconds(0.1)))
+        gate.open()
+        await nq.halt_worker(worker)
+        if rec.count(queue, outcome="ok") == 1:
+            return
+        later = Recorder()
+        async with nq.worker(later.processor(queue), label="next"):
+            await nq.eventually(
+                lambda: later.count(queue, outcome="ok") >= 1,
+                "the interrupted job: it did not complete during shutdown, so the next worker must get it",
+                seen=lambda: (rec.summary(), later.summary()),
+            )
+
+    nq.run(scenario)
+
+
+@rule(
+    "LIF-005",
+    "MUST",
+    hint="bound the wait for running handlers by the shutdown grace, then cancel them (returning their jobs) "
+    "and return from serve()",
+)
+def test_lif_005_serve_returns_within_grace_with_stuck_handler(nq: Scenario) -> None:
+    """serve() returns within the shutdown grace (plus one scaled second) even when a handler never finishes."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        settings = nq.settings.with_(shutdown_grace=nq.seconds(0.3))
+        rec = Recorder()
+        never = Gate()
+        worker = await nq.start_worker(rec.processor(queue, behaviour=Behaviour(hold=never)), settings=settings)
+        await worker.producer.push_json(queue, {"n": 1})
+        await nq.eventually(lambda: rec.count(queue) == 1, "the stuck job to start", seen=rec.summary)
+        limit = nq.stop_deadline(settings)
+        took = await nq.stop_worker(worker, within=limit)
+        assert took <= limit, f"expected serve() back within {limit:.2f}s, it took {took:.2f}s"
+
+    nq.run(scenario)
+
+
+@rule(
+    "LIF-006",
+    "MUST",
+    requires=("delivery",),
+    hint="an at-least-once driver must give back (or leave leased) a job whose handler it had to cancel at "
+    "shutdown, so the next worker runs it",
+)
+def test_lif_006_job_cut_off_at_shutdown_is_redelivered(nq: Scenario) -> None:
+    """A job whose handler outlived the shutdown grace is delivered again to the next worker."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        settings = nq.settings.with_(shutdown_grace=nq.seconds(0.3))
+        rec = Recorder()
+        never = Gate()
+        worker = await nq.start_worker(rec.processor(queue, behaviour=Behaviour(hold=never)), settings=settings)
+        await worker.producer.push_json(queue, {"n": 1})
+        await nq.eventually(lambda: rec.count(queue) == 1, "the stuck job to start", seen=rec.summary)
+        await nq.halt_worker(worker, nq.stop_deadline(settings))
+        later = Recorder()
+        timeout = nq.timeout + nq.settings.visibility_timeout
+        async with nq.worker(later.processor(queue), label="next"):
+            await nq.eventually(lambda: later.count(queue, outcome="ok") >= 1,
+                                "the job cut off at shutdown, delivered to the next worker",
+                                within=timeout, seen=lambda: (rec.summary(), later.summary()))
+
+    nq.run(scenario)
+
+
+@rule(
+    "LIF-007",
+    "MUST",
+    hint="jobs not yet claimed when a worker stops must stay in the storage for the next worker; check that "
+    "shutdown does not drain or clear the queue, and that prefetched jobs are returned",
+)
+def test_lif_007_new_worker_picks_up_where_old_one_stopped(nq: Scenario) -> None:
+    """A worker started after another stopped receives every job the first left, and jobs pushed in between."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        one = nq.settings.with_(concurrency=1)
+        first = Recorder()
+        gate = Gate()
+        # Hold the 4th delivery and later ones (whatever their order), so the first worker stops mid-queue.
+        hold_later = Behaviour(hold=gate, hold_when=lambda p: first.count(queue) > 3)
+        worker = await nq.start_worker(first.processor(queue, behaviour=hold_later), settings=one)
+        for i in range(20):
+            await worker.producer.push_json(queue, {"n": i})
+        await nq.eventually(lambda: first.count(queue) >= 4, "the first worker to be on its 4th job",
+                            seen=first.summary)
+        worker.cancel.cancel()
+        await asyncio.sleep(0)  # the worker sees the cancel before the held job may finish
+        gate.open()
+        await nq.halt_worker(worker, nq.stop_deadline(one))
+        async with nq.producer_app() as producer_app:
+            for i in range(20, 25):
+                await producer_app.producer.push_json(queue, {"n": i})
+        second = Recorder()
+        async with nq.worker(second.processor(queue), label="second"):
+            await nq.eventually(
+                lambda: set(first.keys(queue, outcome="ok")) | set(second.keys(queue, outcome="ok"))
+                == set(range(25)),
+                "every one of the 25 jobs to complete on one of the two workers",
+                seen=lambda: f"first: {sorted(first.keys(queue, outcome='ok'))}, "
+                f"second: {sorted(second.keys(queue, outcome='ok'))}",
+            )
+        assert first.count(queue, outcome="ok") < 25, "suite bug: the first worker did everything"
+
+    nq.run(scenario)
+
+
+@rule(
+    "LIF-008",
+    "SHOULD",
+    hint="await (or cancel and await) every task serve() created before it returns; a background task left "
+    "running keeps claiming jobs for a worker that has stopped",
+)
+def test_lif_008_no_task_left_running_after_serve(nq: Scenario) -> None:
+    """After serve() returns, no task the worker started is still running."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        before = asyncio.all_tasks()
+        rec = Recorder()
+        worker = await nq.start_worker(rec.processor(queue))
+        for i in range(5):
+            await worker.producer.push_json(queue, {"n": i})
+        await nq.eventually(lambda: rec.count(queue, outcome="ok") == 5, "5 jobs", seen=rec.summary)
+        await nq.halt_worker(worker)
+        me = asyncio.current_task()
+
+        def leftovers() -> list[asyncio.Task[object]]:
+            return [t for t in asyncio.all_tasks() - before if t is not me and not t.done()]
+
+        await nq.eventually(
+            lambda: not leftovers(), "the worker's tasks to finish after serve() returned",
+            within=nq.seconds(0.5), seen=lambda: [t.get_name() for t in leftovers()],
+        )
+
+    nq.run(scenario)

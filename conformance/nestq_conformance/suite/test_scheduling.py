@@ -1,0 +1,89 @@
+"""SCH: delayed jobs and priority: through the driver's own API, as the harness's push_delayed/push_with_priority."""
+
+from __future__ import annotations
+
+import time
+
+from nestq_conformance.kit import Recorder, Scenario
+from nestq_conformance.rules import rule
+
+
+@rule(
+    "SCH-001",
+    "MUST",
+    requires=("delayed_jobs",),
+    probes=("push_delayed",),
+    hint="store the due time with the job and only make it claimable once due; compare against one clock "
+    "(the storage's, or monotonic within a process)",
+)
+def test_sch_001_delayed_job_not_delivered_early(nq: Scenario) -> None:
+    """A delayed job is not delivered before its delay has passed, and is delivered after it."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        delay = nq.seconds(0.3)
+        rec = Recorder()
+        async with nq.worker(rec.processor(queue)) as worker:
+            pushed = time.monotonic()
+            await nq.harness.push_delayed(worker.container, queue, {"n": "delayed"}, delay)
+            await nq.eventually(lambda: rec.count(queue, {"n": "delayed"}) == 1, "the delayed job",
+                                within=delay + nq.timeout, seen=rec.summary)
+        waited = rec.of(queue)[0].started - pushed
+        assert waited >= delay - 0.002, f"expected the job no sooner than {delay:.3f}s, it came after {waited:.3f}s"
+
+    nq.run(scenario)
+
+
+@rule(
+    "SCH-002",
+    "MUST",
+    requires=("delayed_jobs",),
+    probes=("push_delayed",),
+    hint="a job that is not due yet must not occupy a worker slot or the head of the queue",
+)
+def test_sch_002_delayed_job_does_not_hold_back_others(nq: Scenario) -> None:
+    """Jobs pushed after a delayed one (concurrency 1) are delivered before it falls due."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        delay = nq.seconds(1.0)
+        one = nq.settings.with_(concurrency=1)
+        rec = Recorder()
+        async with nq.worker(rec.processor(queue), settings=one) as worker:
+            pushed = time.monotonic()
+            await nq.harness.push_delayed(worker.container, queue, {"n": "delayed"}, delay)
+            for i in range(5):
+                await worker.producer.push_json(queue, {"n": i})
+            await nq.eventually(lambda: set(range(5)) <= set(rec.keys(queue, outcome="ok")),
+                                "the 5 immediate jobs", within=delay, seen=rec.summary)
+            assert time.monotonic() - pushed < delay, "suite too slow to tell: the delay passed meanwhile"
+            await nq.eventually(lambda: rec.count(queue, {"n": "delayed"}) == 1, "the delayed job",
+                                within=delay + nq.timeout, seen=rec.summary)
+
+    nq.run(scenario)
+
+
+@rule(
+    "SCH-003",
+    "MUST",
+    requires=("priority",),
+    probes=("push_with_priority",),
+    hint="claim the highest priority ready job first (a sorted set by priority then sequence, or one list per "
+    "priority level polled high to low)",
+)
+def test_sch_003_higher_priority_first(nq: Scenario) -> None:
+    """With jobs of mixed priority waiting, one worker at concurrency 1 runs higher priorities first."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        one = nq.settings.with_(concurrency=1)
+        async with nq.producer_app(settings=one) as producer_app:
+            for i, priority in enumerate([0, 0, 10, 5, 0, 10, 5, 10]):
+                await nq.harness.push_with_priority(producer_app.container, queue, {"n": i, "p": priority}, priority)
+        rec = Recorder()
+        async with nq.worker(rec.processor(queue), settings=one):
+            await nq.eventually(lambda: rec.count(queue, outcome="ok") == 8, "the 8 jobs", seen=rec.summary)
+        seen = rec.keys(queue, "p")
+        assert seen == sorted(seen, reverse=True), f"expected priorities high to low, got {seen}"
+
+    nq.run(scenario)
