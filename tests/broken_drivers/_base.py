@@ -1,0 +1,173 @@
+"""The parts every deliberately broken driver is made of: the memory driver with hooks where bugs go.
+
+:class:`BrokenWorker` is ``MemoryWorker`` with its ``serve`` and receive loop written out again, each numbered
+step a method a broken driver can override: :meth:`~BrokenWorker.routes` (1)+(2), the number of receive loops
+(3), :meth:`~BrokenWorker.dispatch_job` (4), ``_failed`` (5). The reference worker keeps those steps inline for
+speed; the ``control`` driver (no bug) shows that this copy behaves exactly like it.
+
+:func:`broken_harness` builds a harness from a connection class, a worker class and a broker, each driver with
+its own broker so that nothing leaks between drivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from nestq_conformance.capabilities import Capabilities
+from nestq_conformance.harness import SuiteSettings
+from nestq_memory import (
+    MemoryBroker,
+    MemoryConfig,
+    MemoryConnection,
+    MemoryQueueSetup,
+    MemoryWorker,
+    StoredJob,
+    load_config,
+)
+from nestq_memory.harness import MemoryHarness
+from nestq_memory.worker import YIELD_EVERY
+
+from nestq_spec import (
+    CancellationToken,
+    Container,
+    ContainerBuilder,
+    JobMeta,
+    JobProducer,
+    Module,
+    ModuleLike,
+    ProcessMethod,
+    TransportContribution,
+    dispatch,
+    routes,
+)
+
+__all__ = ["BrokenWorker", "broken_harness"]
+
+
+class BrokenWorker(MemoryWorker):
+    """``MemoryWorker`` with every step of ``serve`` as a method, so that one broken driver changes one step."""
+
+    def routes(self, container: Container) -> dict[str, tuple[ProcessMethod, ...]]:
+        """(1) + (2): the reachable methods by queue."""
+        return routes(container)
+
+    def loops(self) -> int:
+        """(3): how many receive loops share the worker's queues (the concurrency bound)."""
+        return self.config.concurrency
+
+    async def dispatch_job(self, methods: Sequence[ProcessMethod], job: StoredJob, container: Container) -> None:
+        """(4): hand the stored bytes to dispatch with this attempt's JobMeta."""
+        await dispatch(methods, job.data, container, JobMeta(job.attempts, job.job_id))
+
+    def stop_signal(self, stop: asyncio.Future[None]) -> asyncio.Future[None]:
+        """What the receive loops watch to stop taking jobs."""
+        return stop
+
+    async def serve(self, container: Container, cancel: CancellationToken) -> None:
+        """The reference ``serve``, its steps as methods."""
+        by_queue = self.routes(container)
+        if not by_queue:
+            await cancel.wait()
+            return
+        queues = tuple(by_queue)
+        stop = asyncio.ensure_future(cancel.wait())
+        runners = [
+            asyncio.create_task(self._receive_loop(by_queue, queues, container, self.stop_signal(stop)))
+            for _ in range(self.loops())
+        ]
+        try:
+            await asyncio.wait([stop, *runners], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            await asyncio.wait(runners, timeout=self.config.shutdown_grace)
+        finally:
+            for runner in runners:
+                runner.cancel()
+            stop.cancel()
+            await asyncio.gather(stop, *runners, return_exceptions=True)
+        for runner in runners:
+            if not runner.cancelled() and (failure := runner.exception()) is not None:
+                raise failure
+
+    async def _receive_loop(
+        self,
+        by_queue: dict[str, tuple[ProcessMethod, ...]],
+        queues: Sequence[str],
+        container: Container,
+        stop: asyncio.Future[None],
+    ) -> None:
+        broker, woken_for, streak = self.broker, None, 0
+        while not stop.done():
+            job = broker.claim(queues, prefer=woken_for)
+            woken_for = None
+            if job is None:
+                woken_for = await broker.wait(queues, stop)
+                continue
+            try:
+                await self.dispatch_job(by_queue[job.queue], job, container)
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    broker.give_back(job)
+                    raise
+                self._failed(job, exc)
+            except Exception as exc:
+                self._failed(job, exc)
+            else:
+                broker.ack(job)
+            streak += 1
+            if streak == YIELD_EVERY:
+                streak = 0
+                await asyncio.sleep(0)
+
+
+class _Setup(MemoryQueueSetup):
+    connection_class: type[MemoryConnection] = MemoryConnection
+
+    def collect(self, builder: ContainerBuilder) -> ContainerBuilder:
+        config = load_config(self.pinned)
+        assert self.broker is not None
+        builder.provide(MemoryConfig, config)
+        builder.provide(MemoryConnection, self.connection_class(self.broker, config))
+        builder.bind(JobProducer, MemoryConnection)  # type: ignore[type-abstract]
+        return builder
+
+
+def broken_harness(
+    name: str,
+    *,
+    connection: type[MemoryConnection] = MemoryConnection,
+    worker: type[MemoryWorker] = BrokenWorker,
+    broker: MemoryBroker | None = None,
+    capabilities: Capabilities | None = None,
+) -> MemoryHarness:
+    """A harness for the memory driver with ``connection``, ``worker`` and ``broker`` swapped in.
+
+    The manifest stays the memory driver's (the broken driver still claims everything), unless given.
+    """
+    storage = broker or MemoryBroker()
+    setup: type[_Setup] = type(f"{name}Setup", (_Setup,), {"connection_class": connection})
+
+    def build(container: Container) -> MemoryWorker:
+        return worker(container.get(MemoryConnection).broker, container.get(MemoryConfig))
+
+    class WorkerModule(Module):
+        @classmethod
+        def register(cls, builder: ContainerBuilder) -> ContainerBuilder:
+            return builder.provide_meta(TransportContribution(f"{name}Worker", build))
+
+    class Harness(MemoryHarness):
+        def describe(self) -> str:
+            return f"broken driver {name}: the memory driver with one bug"
+
+        def producer_module(self, settings: SuiteSettings) -> ModuleLike:
+            return setup(self._pinned(settings), storage)
+
+        def worker_module(self, settings: SuiteSettings) -> ModuleLike:
+            return WorkerModule
+
+    made = Harness()
+    made.name = name
+    if capabilities is not None:
+        made.capabilities = capabilities
+    return made

@@ -1,0 +1,95 @@
+"""The broker on its own: event-driven waits, give-back order, the operator API."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from nestq_memory import MemoryBroker
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_wait_is_woken_by_a_push_and_names_its_queue(broker: MemoryBroker) -> None:
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.create_task(broker.wait(["a", "b"], stop))
+    await asyncio.sleep(0)  # let it register its waiter
+    broker.push("b", b"{}")
+    assert await asyncio.wait_for(waiting, 1.0) == "b"
+    job = broker.claim(["a", "b"], "b")
+    assert job is not None
+    assert (job.queue, job.attempts) == ("b", 1)
+    assert not broker._queues["a"].waiters, "a finished wait leaves no future behind"
+
+
+async def test_wait_returns_when_stopped(broker: MemoryBroker) -> None:
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.create_task(broker.wait(["a"], stop))
+    await asyncio.sleep(0)
+    stop.set_result(None)
+    assert await asyncio.wait_for(waiting, 1.0) is None
+
+
+async def test_a_wake_up_for_a_stopping_claimer_is_passed_on(broker: MemoryBroker) -> None:
+    loop = asyncio.get_running_loop()
+    stopping: asyncio.Future[None] = loop.create_future()
+    staying: asyncio.Future[None] = loop.create_future()
+    first = asyncio.create_task(broker.wait(["a"], stopping))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(broker.wait(["a"], staying))
+    await asyncio.sleep(0)
+    broker.push("a", b"{}")  # wakes the first claimer...
+    stopping.set_result(None)  # ...which stops before it can claim
+    assert await asyncio.wait_for(second, 1.0) == "a"
+    await first
+
+
+async def test_a_delayed_job_wakes_its_waiter_when_due(broker: MemoryBroker) -> None:
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    broker.push("a", b"{}", delay=0.05)
+    assert broker.claim(["a"]) is None
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(broker.wait(["a"], stop), 1.0) is None
+    assert asyncio.get_running_loop().time() - started >= 0.049
+    assert broker.claim(["a"]) is not None
+
+
+async def test_jobs_given_back_keep_their_push_order(broker: MemoryBroker) -> None:
+    for n in range(4):
+        broker.push("a", str(n).encode())
+    first, second = broker.claim(["a"]), broker.claim(["a"])
+    assert first is not None
+    assert second is not None
+    broker.give_back(second)
+    broker.give_back(first)
+    order = []
+    while (job := broker.claim(["a"])) is not None:
+        order.append(job.data)
+    assert order == [b"0", b"1", b"2", b"3"]
+
+
+async def test_claims_take_turns_between_queues(broker: MemoryBroker) -> None:
+    for _ in range(3):
+        broker.push("a", b"a")
+        broker.push("b", b"b")
+    taken = [job.data for _ in range(6) if (job := broker.claim(["a", "b"])) is not None]
+    assert sorted(taken) == [b"a"] * 3 + [b"b"] * 3
+    assert taken[:2] in ([b"a", b"b"], [b"b", b"a"])
+
+
+async def test_operator_api(broker: MemoryBroker) -> None:
+    broker.push("a", b"1")
+    broker.push("a", b"2", delay=60)
+    job = broker.claim(["a"])
+    assert job is not None
+    broker.dead_letter(job, "Boom: no")
+    broker.push("a", b"3")
+    stats = broker.stats("a")
+    assert (stats.ready, stats.delayed, stats.running, stats.dead, stats.depth) == (1, 1, 0, 1, 2)
+    assert broker.queues() == ["a"]
+    assert broker.stats("never") == broker.stats("never seen either")
+    assert broker.redrive("a") == 1
+    assert broker.stats("a").ready == 2
+    assert broker.purge("a") == 3
+    assert broker.depth("a") == 0
+    assert broker.redrive("nothing") == broker.purge_dead_letters("nothing") == broker.purge("nothing") == 0
