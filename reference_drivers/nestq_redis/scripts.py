@@ -135,14 +135,15 @@ local now = now_ms()
 promote_due(now, tonumber(ARGV[4]))
 local deadline = now + tonumber(ARGV[2])
 local out = {}
-local n = 0
+local taken = 0
 for level = LEVELS - 1, 0, -1 do
-  local need = limit - n
+  local need = limit - taken
   if need <= 0 then
     break
   end
   local ids = redis.call('RPOP', KEYS[READY0 + level], need)
   if ids then
+    taken = taken + #ids
     for _, id in ipairs(ids) do
       local data = redis.call('HGET', K_JOBS, id)
       if data then
@@ -152,7 +153,6 @@ for level = LEVELS - 1, 0, -1 do
         out[#out + 1] = id
         out[#out + 1] = data
         out[#out + 1] = attempt
-        n = n + 1
       else
         -- An id without data can only come from outside tampering; drop it rather than wedge the queue.
         forget(id)
@@ -160,9 +160,13 @@ for level = LEVELS - 1, 0, -1 do
     end
   end
 end
--- A full batch means more may be waiting: hand the wake-up on to the next idle worker.
-if n >= limit and any_ready() then
+-- The token means "work is ready". A full batch may leave more behind: hand the wake-up on to the next idle
+-- worker. Otherwise every list is drained, and a leftover token would only cause a spurious wake-up (and
+-- leave a key behind).
+if taken >= limit and any_ready() then
   signal()
+else
+  redis.call('DEL', K_SIGNAL)
 end
 return out
 """

@@ -315,7 +315,8 @@ class RedisQueueStore:
     async def heartbeat(self, queue: str, leases: Sequence[tuple[str, str]], lease_seconds: float) -> set[str]:
         """Extend the leases of running jobs to now + ``lease_seconds``; return the ids whose lease was lost.
 
-        A lost lease means the job was returned by the sweep (and may run elsewhere), acked or failed.
+        A lost lease means the job was returned by the sweep (and may run elsewhere), acked or failed. A lease
+        past its deadline that no sweep has reclaimed yet is still extended: nobody else can hold the job.
         """
         if not leases:
             return set()

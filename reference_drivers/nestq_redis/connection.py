@@ -1,0 +1,176 @@
+"""The producer side of the Redis driver: :class:`RedisConnection`, bound as the app's ``JobProducer``.
+
+``push_json`` is the seam's one method; delays, priorities, caller-chosen ids and batches are this driver's own
+API on the same class. The Redis client is created on first use, inside the event loop that uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from nestq_spec import JobProducer, JSONValue, encode_job, validate_queue_name
+
+from .config import RedisConfig, display_url, load_config
+from .store import MAX_PRIORITY, RedisQueueStore
+
+if TYPE_CHECKING:
+    from .admin import RedisQueueAdmin
+
+__all__ = ["MAX_PRIORITY", "RedisConnection", "make_client"]
+
+_FAKE_SERVERS: dict[str, Any] = {}
+
+
+def fake_server(url: str) -> Any:
+    """The embedded ``fakeredis.FakeServer`` of a ``fakeredis://[name]`` URL: one per name, per process."""
+    import fakeredis
+
+    name = url.partition("://")[2].strip("/")
+    server = _FAKE_SERVERS.get(name)
+    if server is None:
+        server = _FAKE_SERVERS[name] = fakeredis.FakeServer()
+    return server
+
+
+def make_client(config: RedisConfig) -> redis.asyncio.Redis:
+    """A new ``redis.asyncio`` client for ``config.url`` (bytes replies, bounded timeouts, short retries).
+
+    A ``fakeredis://`` URL gives a client of the process's embedded server for that URL.
+    """
+    if config.url.lower().startswith("fakeredis://"):
+        import fakeredis
+
+        client: redis.asyncio.Redis = fakeredis.FakeAsyncRedis(server=fake_server(config.url))
+        return client
+    kwargs: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_timeout": config.socket_timeout,
+        "socket_connect_timeout": config.connect_timeout,
+        # Two quick retries ride out a dropped connection; longer outages are the worker loop's business, which
+        # backs off and keeps going. Retried pushes are safe: ids are chosen before the call and stored with HSETNX.
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+    }
+    if config.password:
+        kwargs["password"] = config.password
+    return redis.asyncio.Redis.from_url(config.url, **kwargs)
+
+
+class RedisConnection(JobProducer):
+    """The Redis driver's producer: pushes wrapped jobs, with optional delay, priority and job id.
+
+    ``RedisQueueModule.for_root(...)`` binds it as ``JobProducer``. It also exposes the store (:attr:`store`) and
+    the operator API (:attr:`admin`).
+    """
+
+    def __init__(self, config: RedisConfig | None = None) -> None:
+        self.config = config if config is not None else load_config()
+        self._client: redis.asyncio.Redis | None = None
+        self._store: RedisQueueStore | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisConnection(url={display_url(self.config.url)!r}, key_prefix={self.config.key_prefix!r})"
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        """The Redis client (created on first use, in the running event loop)."""
+        if self._client is None:
+            self._client = make_client(self.config)
+        return self._client
+
+    @property
+    def store(self) -> RedisQueueStore:
+        """The byte-level queue store under ``config.key_prefix``."""
+        if self._store is None:
+            self._store = RedisQueueStore(self.client, prefix=self.config.key_prefix)
+        return self._store
+
+    @property
+    def admin(self) -> RedisQueueAdmin:
+        """The operator API: queue depths, dead letters (list, inspect, redrive, purge)."""
+        from .admin import RedisQueueAdmin
+
+        return RedisQueueAdmin(self.store)
+
+    def new_client(self) -> redis.asyncio.Redis:
+        """A separate client with the same settings (the worker's own); the caller closes it."""
+        return make_client(self.config)
+
+    def _check_size(self, queue: str, data: bytes) -> bytes:
+        if len(data) > self.config.max_payload_bytes:
+            raise ValueError(
+                f"job for queue {queue!r} is {len(data)} bytes encoded, above NESTQ_REDIS__MAX_PAYLOAD_BYTES="
+                f"{self.config.max_payload_bytes}; store large data elsewhere and push a reference"
+            )
+        return data
+
+    async def push_json(
+        self,
+        queue: str,
+        payload: JSONValue,
+        *,
+        delay: float = 0.0,
+        priority: int = 0,
+        job_id: str | None = None,
+    ) -> None:
+        """Wrap ``payload`` once and enqueue it on ``queue``.
+
+        ``delay``: seconds before it becomes ready. ``priority``: 0 (default) to :data:`MAX_PRIORITY`, higher
+        first. ``job_id``: a caller-chosen id, which makes the push idempotent while that job exists.
+        """
+        await self.enqueue(queue, payload, delay=delay, priority=priority, job_id=job_id)
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: JSONValue,
+        *,
+        delay: float = 0.0,
+        priority: int = 0,
+        job_id: str | None = None,
+    ) -> str:
+        """Like :meth:`push_json`, returning the job's id."""
+        data = self._check_size(queue, encode_job(queue, payload))
+        return await self.store.push(queue, data, delay=delay, priority=priority, job_id=job_id)
+
+    async def push_many_json(
+        self,
+        queue: str,
+        payloads: Sequence[JSONValue],
+        *,
+        delay: float = 0.0,
+        priority: int = 0,
+    ) -> list[str]:
+        """Wrap and enqueue many payloads in one round trip per 5,000; return their ids in order.
+
+        Every payload is encoded (and checked) before anything is stored.
+        """
+        items = [self._check_size(queue, encode_job(queue, p)) for p in payloads]
+        return await self.store.push_many(queue, items, delay=delay, priority=priority)
+
+    async def push_raw(
+        self,
+        queue: str,
+        data: bytes,
+        *,
+        delay: float = 0.0,
+        priority: int = 0,
+        job_id: str | None = None,
+    ) -> str:
+        """Store ``data`` as it is, bypassing the envelope: for tests and tools that plant messages."""
+        validate_queue_name(queue)
+        return await self.store.push(queue, bytes(data), delay=delay, priority=priority, job_id=job_id)
+
+    async def ping(self) -> None:
+        """Raise unless the server answers."""
+        await self.client.ping()
+
+    async def aclose(self) -> None:
+        """Close the client's connections (it reconnects if used again)."""
+        if self._client is not None:
+            client, self._client, self._store = self._client, None, None
+            await client.aclose()

@@ -1,0 +1,1 @@
+"""Tests of nestq_redis.store."""
