@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -19,7 +20,10 @@ class WorkerSettings:
     redis_settings = RedisSettings.from_dsn(REDIS_URL)
     queue_name = QUEUE_NAME
     max_jobs = 10  # arq's concurrency: at most 10 jobs (asyncio tasks) at once
-    # Everything else is arq's default (poll_delay=0.5 s, keep_result=3600 s, max_tries=5).
+    # arq polls its queue (a sorted set) every poll_delay seconds: 0.5 s by default, which is what
+    # the benchmark runs. PEERS_ARQ_POLL_DELAY overrides it to see how much of arq's figure is that.
+    poll_delay = float(os.environ.get("PEERS_ARQ_POLL_DELAY", "0.5"))
+    # Everything else is arq's default (keep_result=3600 s, max_tries=5, job_timeout=300 s).
 
 
 # arq logs two INFO lines per job by default; keep warnings only, like the other peers.

@@ -8,7 +8,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 QUEUE_NAME = "peers"
 
-broker = RedisBroker(url=REDIS_URL)  # default middleware, default namespace "dramatiq"
+broker = RedisBroker(url=REDIS_URL)  # type: ignore[no-untyped-call]  # default middleware, default namespace "dramatiq"
 dramatiq.set_broker(broker)
 
 
