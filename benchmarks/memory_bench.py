@@ -87,7 +87,7 @@ def memory_driver(concurrency: int) -> Callable[[int], Coroutine[Any, Any, float
             pass
 
         app = Application.create(BenchApp)
-        producer = app.container.get(JobProducer)  # type: ignore[type-abstract]
+        producer = app.container.get(JobProducer)
         cancel = CancellationToken()
         serving = asyncio.create_task(app.serve(cancel))
         await asyncio.sleep(0)  # let the worker start and go idle first, as a served app would be

@@ -57,9 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
     for ep in sorted(entry_points(group="nestq.commands"), key=lambda e: e.name):
         try:
             ep.load()(sub)
+        except ModuleNotFoundError as exc:
+            # An optional extra that is not installed (``nestq redis`` without ``nestq[redis]``) is normal: say so
+            # only when someone asks for that subcommand, not on every ``nestq`` invocation.
+            _add_unavailable(sub, ep.name, ep.value, exc)
         except Exception as exc:  # one broken plugin must not take the whole command down
             print(f"nestq: subcommand {ep.name!r} ({ep.value}) failed to load: {exc}", file=sys.stderr)
     return parser
+
+
+def _add_unavailable(sub: Any, name: str, value: str, exc: ModuleNotFoundError) -> None:
+    missing = exc.name or str(exc)
+    hint = f"`pip install 'nestq[{name}]'`" if value.startswith("nestq_") else "the package or extra that provides it"
+    reason = f"subcommand {name!r} ({value}) cannot load: module {missing!r} is not installed; install {hint}"
+
+    def unavailable(args: argparse.Namespace) -> int:
+        raise NestqError(reason)
+
+    parser = sub.add_parser(name, help=f"(unavailable: module {missing!r} is not installed)", add_help=False)
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.set_defaults(func=unavailable)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,14 @@ from nestq_spec.errors import BootError, MissingProviderError
 __all__ = ["Container", "ContainerBuilder", "ReachableProviders", "injectable"]
 
 T = TypeVar("T")
+
+_Key = Callable[..., T]
+"""What a binding is keyed by: a class, abstract ones included.
+
+A class object is a ``Callable[..., T]``; keys are typed this way rather than ``type[T]`` because mypy refuses an
+abstract class where ``type[T]`` is expected (``type-abstract``), and the interface apps ask for most,
+``JobProducer``, is abstract. Non-class keys are refused at run time.
+"""
 C = TypeVar("C", bound=type[Any])
 
 _INJECTABLE = "__nestq_injectable__"
@@ -89,7 +97,7 @@ class ContainerBuilder:
 
     def provide(
         self,
-        key: type[T],
+        key: _Key[T],
         value: T | None = None,
         *,
         factory: Callable[[Container], T] | None = None,
@@ -105,8 +113,15 @@ class ContainerBuilder:
             raise BootError(f"provide({key!r}): only a class can be built without a value or factory")
         return self._add(_Provider(key, self.source, cls=key))
 
-    def bind(self, interface: type[T], implementation: type[T]) -> ContainerBuilder:
+    def bind(self, interface: _Key[T], implementation: _Key[T]) -> ContainerBuilder:
         """Make ``get(interface)`` return the same singleton as ``get(implementation)``."""
+        if not (isinstance(interface, type) and isinstance(implementation, type)):
+            raise BootError(f"bind({_name(interface)}, {_name(implementation)}): both must be classes")
+        if not issubclass(implementation, interface):
+            raise BootError(
+                f"bind({_name(interface)}, {_name(implementation)}): {_name(implementation)} is not a subclass "
+                f"of {_name(interface)}, so get({_name(interface)}) would return the wrong type"
+            )
         return self._add(_Provider(interface, self.source, alias=implementation))
 
     def provide_meta(self, contribution: object) -> ContainerBuilder:
@@ -145,14 +160,14 @@ class Container:
         self.reachable = reachable
         """The provider types the application's module graph reaches."""
 
-    def get(self, key: type[T]) -> T:
+    def get(self, key: _Key[T]) -> T:
         """Return the singleton for ``key``; raise :class:`MissingProviderError` naming what needed it."""
         try:
             return cast(T, self._instances[key])
         except KeyError:
             return cast(T, self._resolve(key, ()))
 
-    def get_optional(self, key: type[T]) -> T | None:
+    def get_optional(self, key: _Key[T]) -> T | None:
         """Return the singleton for ``key``, or ``None`` when nothing provides it."""
         if key not in self._instances and key not in self._providers:
             return None

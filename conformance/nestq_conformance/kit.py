@@ -453,7 +453,7 @@ def duplicates(values: Sequence[Any]) -> dict[str, int]:
 
 
 def _producer(container: Container) -> JobProducer:
-    found = container.get(JobProducer)  # type: ignore[type-abstract]
+    found = container.get(JobProducer)
     if not isinstance(found, JobProducer):
         raise AssertionError(f"the container's JobProducer is {found!r}, which does not subclass JobProducer")
     return found

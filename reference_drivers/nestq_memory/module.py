@@ -59,7 +59,7 @@ class MemoryQueueSetup(DynamicModule):
         connection = MemoryConnection(self.broker or shared_broker(), config)
         builder.provide(MemoryConfig, config)
         builder.provide(MemoryConnection, connection)
-        builder.bind(JobProducer, MemoryConnection)  # type: ignore[type-abstract]  # the interface is abstract
+        builder.bind(JobProducer, MemoryConnection)
         return builder
 
 

@@ -65,7 +65,7 @@ class RedisQueueSetup(DynamicModule):
 
         builder.provide(RedisConfig, config)
         builder.provide(RedisConnection, factory=connect)
-        builder.bind(JobProducer, RedisConnection)  # type: ignore[type-abstract]  # the interface is abstract
+        builder.bind(JobProducer, RedisConnection)
         return builder
 
 

@@ -129,7 +129,7 @@ class _Setup(MemoryQueueSetup):
         assert self.broker is not None
         builder.provide(MemoryConfig, config)
         builder.provide(MemoryConnection, self.connection_class(self.broker, config))
-        builder.bind(JobProducer, MemoryConnection)  # type: ignore[type-abstract]
+        builder.bind(JobProducer, MemoryConnection)
         return builder
 
 

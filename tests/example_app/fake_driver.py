@@ -109,7 +109,7 @@ class FakeQueueSetup(DynamicModule):
         config = load_settings(FakeConfig, self.pinned)
         builder.provide(FakeConfig, config)
         builder.provide(FakeConnection, FakeConnection(broker(config.broker)))
-        builder.bind(JobProducer, FakeConnection)  # type: ignore[type-abstract]
+        builder.bind(JobProducer, FakeConnection)
         return builder
 
 

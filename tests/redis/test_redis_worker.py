@@ -112,7 +112,7 @@ FAST: dict[str, object] = {"poll_timeout": 0.05, "visibility_timeout": 1.0, "hea
 async def test_modules_boot_and_bind_the_producer() -> None:
     url = fake_url()
     app = Application.create(app_root({"url": url}))
-    producer = app.container.get(JobProducer)  # type: ignore[type-abstract]
+    producer = app.container.get(JobProducer)
     assert isinstance(producer, RedisConnection)
     assert producer is app.container.get(RedisConnection)
     assert app.container.get(RedisConfig).url == url

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,28 @@ def test_nestq_run_serves_until_a_signal_and_exits_cleanly(sig: signal.Signals) 
     assert code == 0, child.lines
     assert any(f"received {sig.name}; shutting down" in line for line in child.lines), child.lines
     assert not any("Traceback" in line for line in child.lines), child.lines
+
+
+def _with_commands(monkeypatch: pytest.MonkeyPatch, *eps: EntryPoint) -> None:
+    monkeypatch.setattr("nestq_spec.cli.entry_points", lambda group: list(eps) if group == "nestq.commands" else [])
+
+
+def test_a_subcommand_whose_dependency_is_missing_stays_quiet_until_used(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _with_commands(monkeypatch, EntryPoint("ghost", "nestq_ghost_zz.cli:command", "nestq.commands"))
+    assert main(["run", "tests.example_app.app:ApiModule"]) == 0
+    assert "ghost" not in capsys.readouterr().err
+    assert main(["ghost", "dead", "list", "q"]) == 2
+    err = capsys.readouterr().err
+    assert "subcommand 'ghost' (nestq_ghost_zz.cli:command) cannot load:" in err
+    assert "module 'nestq_ghost_zz' is not installed" in err
+    assert "pip install 'nestq[ghost]'" in err
+
+
+def test_a_broken_subcommand_is_reported_and_the_others_still_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _with_commands(monkeypatch, EntryPoint("broken", "nestq_spec.cli:no_such_function", "nestq.commands"))
+    assert main(["run", "tests.example_app.app:ApiModule"]) == 0
+    assert "subcommand 'broken' (nestq_spec.cli:no_such_function) failed to load" in capsys.readouterr().err

@@ -169,7 +169,7 @@ def test_missing_job_producer_hints_at_a_driver_module() -> None:
         "import a driver's producer module, for example MemoryQueueModule.for_root()"
     )
     with pytest.raises(MissingProviderError, match="import a driver's producer module"):
-        container.get(JobProducer)  # type: ignore[type-abstract]
+        container.get(JobProducer)
 
 
 def test_dependency_cycle_is_a_boot_error_with_the_cycle() -> None:
@@ -184,11 +184,25 @@ def test_a_parameter_without_annotation_or_default_cannot_be_injected() -> None:
 
 
 def test_bind_an_interface_to_an_implementation_shares_the_singleton() -> None:
-    builder = ContainerBuilder().provide(Producer).bind(JobProducer, Producer)  # type: ignore[type-abstract]
+    builder = ContainerBuilder().provide(Producer).bind(JobProducer, Producer)
     container = builder.provide(Enqueuer).build()
-    producer = container.get(JobProducer)  # type: ignore[type-abstract]
+    producer = container.get(JobProducer)
     assert isinstance(producer, Producer)
     assert producer is container.get(Producer) is container.get(Enqueuer).producer
+
+
+def test_bind_refuses_an_implementation_that_is_not_a_subclass() -> None:
+    expected = "bind(JobProducer, Settings): Settings is not a subclass of JobProducer"
+    with pytest.raises(BootError, match=re.escape(expected)):
+        ContainerBuilder().bind(JobProducer, Settings)
+
+
+def test_bind_refuses_keys_that_are_not_classes() -> None:
+    def factory() -> Producer:
+        return Producer()
+
+    with pytest.raises(BootError, match=r"both must be classes"):
+        ContainerBuilder().bind(JobProducer, factory)
 
 
 def test_provide_a_value_or_a_factory() -> None:
@@ -223,7 +237,7 @@ def test_same_type_provided_by_two_modules_is_a_boot_error() -> None:
     class RedisQueue:
         @classmethod
         def register(cls, builder: ContainerBuilder) -> ContainerBuilder:
-            return builder.provide(Producer).bind(JobProducer, Producer)  # type: ignore[type-abstract]
+            return builder.provide(Producer).bind(JobProducer, Producer)
 
     class Other(Producer):
         pass
@@ -232,7 +246,7 @@ def test_same_type_provided_by_two_modules_is_a_boot_error() -> None:
     class MemoryQueue:
         @classmethod
         def register(cls, builder: ContainerBuilder) -> ContainerBuilder:
-            return builder.provide(Other).bind(JobProducer, Other)  # type: ignore[type-abstract]
+            return builder.provide(Other).bind(JobProducer, Other)
 
     @module(imports=[RedisQueue, MemoryQueue])
     class App:

@@ -98,7 +98,7 @@ def test_ctx_004_context_container_is_the_apps(nq: Scenario) -> None:
 
         async def follow_up(d: Delivery) -> None:
             seen_containers.append(d.context.container)
-            await d.context.container.get(JobProducer).push_json(  # type: ignore[type-abstract]
+            await d.context.container.get(JobProducer).push_json(
                 second, {"after": key_of(d.payload)})
 
         first_proc = rec.processor(first, behaviour=Behaviour(action=follow_up))

@@ -72,7 +72,7 @@ class {{ P }}QueueSetup(DynamicModule):
 
         builder.provide({{ P }}Config, config)
         builder.provide({{ P }}Connection, factory=connect)
-        builder.bind(JobProducer, {{ P }}Connection)  # type: ignore[type-abstract]  # the interface is abstract
+        builder.bind(JobProducer, {{ P }}Connection)
         return builder
 
 
