@@ -50,7 +50,7 @@ def check_command(subparsers: Any) -> None:
         default=None,
         metavar="DRIVER",
         help="an entry-point name in nestq.drivers, a module exposing `harness`, or package.module:attribute "
-        f"(default: {DEFAULT_DRIVER})",
+        f"(default: $NESTQ_DRIVER, else {DEFAULT_DRIVER})",
     )
     parser.add_argument(
         "--report", metavar="DIR", help="also write nestq-report.json, nestq-report.md and nestq-badge.json into DIR"
@@ -91,12 +91,17 @@ def rules_command(subparsers: Any) -> None:
 
 
 def _pytest_args(args: argparse.Namespace, suite: Path, report_dir: Path) -> list[str]:
-    driver = args.driver or DEFAULT_DRIVER
+    if args.driver:
+        named = [f"--nestq-driver={args.driver}"]
+    elif os.environ.get("NESTQ_DRIVER"):
+        named = []  # the plugin reads NESTQ_DRIVER itself, and its header then says that is where it came from
+    else:
+        named = [f"--nestq-driver={DEFAULT_DRIVER}"]
     built = [
         str(suite),
         "-p",
         "nestq",
-        f"--nestq-driver={driver}",
+        *named,
         f"--nestq-report={report_dir}",
         # The suite alone: no configuration or conftest of the current project, no cache written into the suite.
         f"--config-file={os.devnull}",

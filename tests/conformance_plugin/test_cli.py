@@ -6,6 +6,7 @@ import json
 import re
 
 import jsonschema
+import pytest
 from nestq_conformance.report import REPORT_FILES, load_schema
 
 from .conftest import Kit, load_json
@@ -123,3 +124,11 @@ def test_rules_markdown(kit: Kit) -> None:
     result = kit.nestq("rules", "--markdown")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["# Conformance rules", "## ZZA: The fake area", "| ZZA-002 | SHOULD | ordering | *"])
+
+
+def test_check_without_a_driver_argument_takes_nestq_driver(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    kit.driver()
+    monkeypatch.setenv("NESTQ_DRIVER", "fakedriver")
+    result = kit.nestq("check")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    assert "nestq check: driver fake (module fakedriver (attribute harness))" in result.stdout.str()

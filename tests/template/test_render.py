@@ -12,7 +12,7 @@ import pytest
 import yaml
 from cookiecutter.exceptions import FailedHookException
 
-from .helpers import Render
+from .helpers import REPO, Render
 
 EXPECTED_FILES = {
     ".github/workflows/conformance.yml",
@@ -213,3 +213,12 @@ def test_generated_project_passes_ruff_and_mypy_strict(sqs: Path) -> None:
 def test_longest_technology_name_still_passes_ruff_and_mypy(render: Render, tmp_path: Path) -> None:
     # Names prefix every class and variable: the longest accepted one must not push lines past the limit.
     _lint(render(tmp_path, technology="postgres-skip-locked-xyz"))
+
+
+def test_the_next_steps_install_nestq_from_the_checkout_the_template_came_from(
+    render: Render, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    render(tmp_path, technology="hint")
+    printed = capfd.readouterr().out
+    assert f'python -m pip install "{REPO}" -e ".[dev]"' in printed
+    assert 'grep -rn "marker (" src/nestq_hint/' in printed
