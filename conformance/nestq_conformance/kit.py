@@ -64,6 +64,7 @@ __all__ = [
     "ProducerApp",
     "Recorder",
     "Scenario",
+    "ServeTask",
     "Watched",
     "WorkerApp",
     "WorkerProcess",
@@ -473,6 +474,30 @@ class ProducerApp:
     producer: JobProducer
 
 
+def _early_stop(task: asyncio.Task[None], cancel: CancellationToken, what: str) -> str | None:
+    if cancel.is_cancelled or not task.done():
+        return None
+    if task.cancelled():
+        return f"{what} was cancelled"
+    exc = task.exception()
+    if exc is None:
+        return f"{what} returned before it was cancelled"
+    return f"{what} raised {type(exc).__name__}: {_short(str(exc), 400)}"
+
+
+class ServeTask(Watched):
+    """A transport's ``serve()`` that a rule runs itself; it must keep serving until the rule cancels it."""
+
+    def __init__(self, task: asyncio.Task[None], cancel: CancellationToken, label: str) -> None:
+        self.task = task
+        self.cancel = cancel
+        self.label = label
+
+    def failure(self) -> str | None:
+        """Why this ``serve()`` ended before it was cancelled, or ``None``."""
+        return _early_stop(self.task, self.cancel, f"serve() of {self.label}")
+
+
 class WorkerApp(Watched):
     """A worker app being served in a task: producer module + worker module + the test's processors."""
 
@@ -490,14 +515,7 @@ class WorkerApp(Watched):
 
     def failure(self) -> str | None:
         """Why this worker stopped before it was asked to (``None`` while it serves, or once asked to stop)."""
-        if self.cancel.is_cancelled or not self.task.done():
-            return None
-        if self.task.cancelled():
-            return f"the worker app ({self.label}) was cancelled"
-        exc = self.task.exception()
-        if exc is None:
-            return f"the worker app's serve() ({self.label}) returned before it was cancelled"
-        return f"the worker app's serve() ({self.label}) raised {type(exc).__name__}: {_short(str(exc), 400)}"
+        return _early_stop(self.task, self.cancel, f"the worker app's serve() ({self.label})")
 
     async def stop(self, within: float) -> float:
         """Cancel and wait for ``serve`` to return; return the seconds it took.

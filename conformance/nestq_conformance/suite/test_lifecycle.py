@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from nestq_conformance.kit import Behaviour, Gate, Recorder, Scenario
+from nestq_conformance.kit import Behaviour, Gate, Recorder, Scenario, ServeTask, eventually
 from nestq_conformance.rules import rule
 from nestq_spec import CancellationToken
 
@@ -31,8 +31,11 @@ def test_lif_001_configure_before_serve(nq: Scenario) -> None:
                        seen=rec.summary)
         cancel = CancellationToken()
         tasks = [asyncio.create_task(t.serve(app.container, cancel)) for t in transports]
+        serving = [ServeTask(task, cancel, type(t).__name__) for task, t in zip(tasks, transports, strict=True)]
         try:
-            await nq.eventually(lambda: rec.count(queue) == 1, "the job once serve() runs", seen=rec.summary)
+            # Watched, so a serve() that raises fails the rule at once with its error rather than at the deadline.
+            await eventually(lambda: rec.count(queue) == 1, nq.timeout, "the job once serve() runs",
+                             seen=rec.summary, watch=serving)
         finally:
             cancel.cancel()
             await asyncio.wait(tasks, timeout=nq.stop_deadline())
