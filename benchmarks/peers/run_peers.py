@@ -453,7 +453,45 @@ class RqAdapter(PeerAdapter):
         ]  # fmt: skip
 
 
-DEFAULT_ORDER = ["raw", "raw-async", "arq", "dramatiq", "taskiq", "saq", "rq"]
+@register
+class NestqRedisAdapter(PeerAdapter):
+    name = "nestq_redis"
+    kind = "subject"  # "x best" then reads directly as "times the best peer"
+    distributions = ("nestq",)
+    guarantee = "at-least-once"
+    guarantee_detail = (
+        "a claim leases the job (leases zset, deadline in Redis server time, attempt counted) in one Lua "
+        "script; the job's data is deleted only by the ack after the handler returns; an expired lease "
+        "(visibility_timeout 30 s, extended by heartbeats) is swept back to ready, up to max_attempts=5."
+    )
+    concurrency = "RedisQueueWorkerModule concurrency=10 (claim_batch 10); driver defaults otherwise"
+
+    def enqueue(self, n: int) -> float:
+        from nestq_redis import RedisConfig, RedisConnection
+
+        worker = _import_worker_module("nestq_worker")
+
+        async def go() -> float:
+            conn = RedisConnection(RedisConfig(url=self.ctx.redis_url, key_prefix=worker.KEY_PREFIX))
+            await conn.ping()
+            # Set-up outside the clock, as for the others: connect, load the push script (one push to a
+            # queue no worker serves).
+            await conn.push_json("peers-nestq-warmup", {})
+            push, queue = conn.push_json, worker.QUEUE_NAME
+            start = time.perf_counter()
+            for _ in range(n):
+                await push(queue, {})
+            elapsed = time.perf_counter() - start
+            await conn.aclose()
+            return elapsed
+
+        return self.run_async(go)
+
+    def worker_command(self) -> list[str]:
+        return [sys.executable, str(WORKERS_DIR / "nestq_worker.py")]
+
+
+DEFAULT_ORDER = ["raw", "raw-async", "nestq_redis", "arq", "dramatiq", "taskiq", "saq", "rq"]
 
 
 def load_external_adapter(spec: str) -> type[PeerAdapter]:
@@ -787,6 +825,86 @@ def print_table(results: list[PeerResult]) -> dict[str, dict[str, float | None]]
     return rel
 
 
+def subject_ratios(results: list[PeerResult]) -> dict[str, dict[str, Any]]:
+    """For each subject (nestq's driver): its medians over the best third-party peer's and over each baseline's."""
+    ok = [r for r in results if r.runs and not r.error]
+    peers = [r for r in ok if r.kind == "peer"]
+    out: dict[str, dict[str, Any]] = {}
+    for subject in (r for r in ok if r.kind == "subject"):
+        entry: dict[str, Any] = {}
+        for metric in ("e2e_per_s", "steady_per_s", "enqueue_per_s"):
+            best = max(peers, key=lambda r, m=metric: r.median(m), default=None)  # type: ignore[misc]
+            if best is not None:
+                entry[f"{metric}_x_best_peer"] = subject.median(metric) / best.median(metric)
+                entry[f"{metric}_best_peer"] = best.name
+        for base in (r for r in ok if r.kind == "baseline"):
+            entry[f"enqueue_x_{base.name}"] = subject.median("enqueue_per_s") / base.median("enqueue_per_s")
+            entry[f"e2e_x_{base.name}"] = subject.median("e2e_per_s") / base.median("e2e_per_s")
+        out[subject.name] = entry
+    return out
+
+
+def print_subject_ratios(ratios_by_subject: dict[str, dict[str, Any]]) -> None:
+    for name, entry in ratios_by_subject.items():
+        print(f"\n{name} against the targets (ratios of medians from this run):")
+        if "e2e_per_s_x_best_peer" in entry:
+            ratio = entry["e2e_per_s_x_best_peer"]
+            verdict = "met" if ratio >= 1.5 else "MISSED"
+            best = entry["e2e_per_s_best_peer"]
+            print(f"  end-to-end   {ratio:5.2f}x the best peer ({best}); target >= 1.5x: {verdict}")
+            print(f"  steady       {entry['steady_per_s_x_best_peer']:5.2f}x the best peer "
+                  f"({entry['steady_per_s_best_peer']})")
+            print(f"  enqueue      {entry['enqueue_per_s_x_best_peer']:5.2f}x the best peer "
+                  f"({entry['enqueue_per_s_best_peer']})")
+        for key, value in entry.items():
+            if key.startswith("enqueue_x_"):
+                base = key.removeprefix("enqueue_x_")
+                target = " (target >= 0.7x raw redis-py LPUSH: " + ("met)" if value >= 0.7 else "MISSED)")
+                print(f"  enqueue      {value:5.2f}x {base} LPUSH, same process{target}")
+            elif key.startswith("e2e_x_"):
+                print(f"  end-to-end   {value:5.2f}x the {key.removeprefix('e2e_x_')} BRPOP+INCR consumer")
+
+
+def enqueue_interleaved(
+    adapters: list[PeerAdapter], client: Any, block: int, blocks: int
+) -> dict[str, dict[str, float]]:
+    """One-call-per-job enqueue of the baselines and subjects, in alternating blocks: median rate of each.
+
+    The rounds above measure each peer's enqueue seconds apart; on a VM whose loopback round trip drifts
+    over seconds that scatters the ratio. Blocks of `block` calls, each adapter in turn, `blocks` times,
+    put the compared loops within milliseconds of each other.
+    """
+    chosen = [a for a in adapters if a.kind in ("baseline", "subject")]
+    rates: dict[str, list[float]] = {a.name: [] for a in chosen}
+    client.flushall()
+    try:
+        for _ in range(blocks):
+            for adapter in chosen:
+                rates[adapter.name].append(block / adapter.enqueue(block))
+    finally:
+        client.flushall()
+        for adapter in chosen:
+            adapter.close()
+    return {
+        name: {"median_per_s": statistics.median(values), "min_per_s": min(values), "max_per_s": max(values)}
+        for name, values in rates.items()
+    }
+
+
+def print_interleaved(figures: dict[str, dict[str, float]], block: int, blocks: int) -> None:
+    print(f"\nenqueue, one call per job, interleaved: {blocks} blocks of {block} calls per client, in turn (medians)")
+    for name, f in figures.items():
+        spread = f"blocks from {f['min_per_s']:,.0f} to {f['max_per_s']:,.0f}"
+        print(f"  {name:<12} {f['median_per_s']:>9,.0f}/s  ({spread})")
+    subjects = [n for n in figures if n not in ("raw", "raw-async")]
+    for name in subjects:
+        for base in ("raw-async", "raw"):
+            if base in figures:
+                ratio = figures[name]["median_per_s"] / figures[base]["median_per_s"]
+                verdict = "met" if ratio >= 0.7 else "MISSED"
+                print(f"  {name} / {base}: {ratio:.2f} (target >= 0.7: {verdict})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=5000, help="jobs per measurement (default 5000)")
@@ -805,6 +923,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--redis-server", default=shutil.which("redis-server") or "/usr/bin/redis-server")
     parser.add_argument("--skip-redis-benchmark", action="store_true")
+    parser.add_argument(
+        "--interleaved-blocks",
+        type=int,
+        default=20,
+        metavar="B",
+        help="after the rounds, enqueue of the baselines and nestq in B alternating blocks of 500 calls (0: skip)",
+    )
     parser.add_argument("--list", action="store_true", help="list the adapters and exit")
     args = parser.parse_args(argv)  # fmt: skip
 
@@ -842,6 +967,8 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     server = RedisServer(args.redis_server)
     results: list[PeerResult] = []
+    by_subject: dict[str, dict[str, Any]] = {}
+    interleaved: dict[str, dict[str, float]] = {}
     bench: dict[str, dict[str, float]] = {}
     machine = machine_note()
     try:
@@ -878,6 +1005,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"\nmedians of {args.repeats} runs, N={args.n}; 'x best' = ratio to the best third-party peer")
         rel = print_table(results)
+        by_subject = subject_ratios(results)
+        print_subject_ratios(by_subject)
+        if args.interleaved_blocks > 0 and any(a.kind == "subject" for a in adapters):
+            interleaved = enqueue_interleaved(adapters, client, 500, args.interleaved_blocks)
+            print_interleaved(interleaved, 500, args.interleaved_blocks)
         print(
             "\nenqueue: one library call per job, client in this process. end-to-end: worker process start"
             " -> last job done. steady: first job done -> last job done."
@@ -887,7 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()  # each adapter already stopped its own worker
 
     failed = [r for r in results if r.error]
-    if args.json:
+    if args.json and results:
         payload = {
             "date": started.isoformat(timespec="seconds"),
             "command": " ".join(sys.argv),
@@ -898,6 +1030,8 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "redis_benchmark": bench,
             "ratio_basis": "best third-party peer (kind == 'peer')",
+            "subject_ratios": by_subject,
+            "enqueue_interleaved": {"block": 500, "blocks": args.interleaved_blocks, "figures": interleaved},
             "peers": [
                 {
                     "name": r.name,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from nestq_spec import JobProducer, JSONValue, encode_job, validate_queue_name
 
@@ -38,6 +38,20 @@ class MemoryConnection(JobProducer):
             _check_options(delay, priority)
         # (2) Push the envelope bytes onto the storage for `queue`.
         self.broker.push(queue, data, delay=delay, priority=priority)
+
+    async def push_many_json(
+        self, queue: str, payloads: Sequence[JSONValue], *, delay: float = 0.0, priority: int = 0
+    ) -> list[str]:
+        """Wrap and store many payloads on ``queue``, in order; return their job ids.
+
+        Every payload is encoded (and checked) before any is stored, so a bad one stores none. Same options as
+        :meth:`push_json`.
+        """
+        items = [encode_job(queue, payload) for payload in payloads]
+        if delay != 0 or priority != 0:
+            _check_options(delay, priority)
+        push = self.broker.push
+        return [push(queue, data, delay=delay, priority=priority) for data in items]
 
     async def push_raw(self, queue: str, data: bytes, *, delay: float = 0.0, priority: int = 0) -> None:
         """Store ``data`` on ``queue`` as it is, bypassing the envelope: for tests that plant foreign messages."""

@@ -32,6 +32,7 @@ __all__ = [
     "PRIORITY_LEVELS",
     "PURGE_DEAD",
     "PUSH",
+    "PUSH_READY",
     "REDRIVE",
     "RELEASE",
     "SWEEP",
@@ -122,6 +123,20 @@ end
 return n
 """
 )
+
+# The hot path of PUSH (no delay, priority 0, one job), on purpose without the prelude and with only the three
+# keys it touches: KEYS = jobs, ready (level 0), signal; ARGV = id, data. Same effect as PUSH for that case.
+PUSH_READY = """
+local id = ARGV[1]
+if redis.call('HSETNX', KEYS[1], id, ARGV[2]) == 0 then
+  return 0
+end
+redis.call('LPUSH', KEYS[2], id)
+if redis.call('LLEN', KEYS[3]) == 0 then
+  redis.call('LPUSH', KEYS[3], '1')
+end
+return 1
+"""
 
 # ARGV: limit, lease_ms, token, promote_max   -> {id1, data1, attempt1, ...}
 # Promoting due delayed jobs here (not only in the sweep) keeps retry latency independent of the sweep

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import redis.asyncio
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from . import scripts
 
@@ -158,11 +159,14 @@ class RedisQueueStore:
         self._prefix = prefix
         self._queues_key = f"{prefix}:queues"
         self._keys: dict[str, tuple[QueueKeys, tuple[str, ...], tuple[str, ...]]] = {}
+        # The keys of the one-job push fast path: jobs, ready (level 0), signal.
+        self._ready_keys: dict[str, tuple[str, str, str]] = {}
         # Queues this instance has already added to the queues set: registering once per process keeps the
         # set out of the push script, whose keys must all live in the queue's slot.
         self._registered: set[str] = set()
         reg = client.register_script
         self._push = reg(scripts.PUSH)
+        self._push_ready = reg(scripts.PUSH_READY)
         self._claim = reg(scripts.CLAIM)
         self._heartbeat = reg(scripts.HEARTBEAT)
         self._ack = reg(scripts.ACK)
@@ -235,8 +239,27 @@ class RedisQueueStore:
         runs first, FIFO within a level. A caller-chosen ``job_id`` makes the push idempotent while a job with
         that id still exists (the second push is ignored).
         """
+        if delay == 0 and priority == 0:
+            # The common case, kept lean: a three-key script, one id, no batch bookkeeping.
+            keys = self._ready_keys.get(queue)
+            if keys is None:
+                found = self._resolve(queue)[0]
+                keys = self._ready_keys[queue] = (found.jobs, found.ready[0], found.signal)
+            if queue not in self._registered:
+                await self._register(queue)
+            if job_id is None:
+                job_id = os.urandom(_ID_BYTES).hex()
+            await self._eval(self._push_ready, keys, (job_id, data))
+            return job_id
         (job_id,) = await self._push_batch(queue, [data], delay, priority, None if job_id is None else [job_id])
         return job_id
+
+    async def _eval(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run ``script`` by its SHA in one round trip; load it first only when the server does not know it."""
+        try:
+            return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await script(keys=keys, args=args)
 
     async def push_many(
         self, queue: str, items: Sequence[bytes], *, delay: float = 0.0, priority: int = 0

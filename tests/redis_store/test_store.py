@@ -447,7 +447,8 @@ async def test_sweep_in_chunks(store: RedisQueueStore, monkeypatch: pytest.Monke
 
 @pytest.mark.asyncio
 async def test_push_many_is_one_round_trip(store: RedisQueueStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    await store.push(Q, b"warm-up")  # registers the queue and loads the scripts
+    # Registers the queue and loads the scripts (a one-job push() has a lean script of its own).
+    await store.push_many(Q, [b"warm-up"])
     await store.ack(Q, leases(await store.claim(Q, limit=1, lease_seconds=30)))
     calls: list[Any] = []
     original: Callable[..., Awaitable[Any]] = store.client.execute_command
@@ -465,6 +466,31 @@ async def test_push_many_is_one_round_trip(store: RedisQueueStore, monkeypatch: 
     assert len(jobs) == 1000
     await store.ack(Q, leases(jobs))
     assert len(calls) == 2
+
+
+@pytest.mark.asyncio
+async def test_single_push_is_one_round_trip_and_survives_a_script_flush(
+    store: RedisQueueStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.push(Q, b"warm-up")  # registers the queue and loads the one-job push script
+    calls: list[Any] = []
+    original: Callable[..., Awaitable[Any]] = store.client.execute_command
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "execute_command", counting)
+    await store.push(Q, b"two")
+    assert calls == ["EVALSHA"]
+    monkeypatch.undo()
+    # A SHA the server does not know, as after a SCRIPT FLUSH or a restart (without flushing a shared server's
+    # scripts): the script is loaded again and the push still lands once.
+    monkeypatch.setattr(store._push_ready, "sha", "0" * 40)
+    await store.push(Q, b"three")
+    jobs = await store.claim(Q, limit=10, lease_seconds=30)
+    assert [j.data for j in jobs] == [b"warm-up", b"two", b"three"]
+    assert (await store.depth(Q)).ready == 0
 
 
 @pytest.mark.asyncio
