@@ -155,8 +155,8 @@ NON_JSON: list[tuple[str, object, tuple[str, ...]]] = [
     ("NaN", math.nan, ("push_json", "push")),
     ("infinity", {"x": math.inf}, ("push_json", "push")),
     ("an object", {"k": _Opaque()}, ("push_json", "push")),
-    # encode_job (json) turns a non-string key into a string instead of refusing it; only push() checks keys.
-    ("a non-string key", {1: "x"}, ("push",)),
+    # json.dumps would quietly turn the key into "1"; encode_job refuses it, so push_json must too.
+    ("a non-string key", {1: "x"}, ("push_json", "push")),
     ("bytes", b"raw", ("push_json", "push")),
     ("a nested set", {"a": [1, {"b": {3}}]}, ("push_json", "push")),
 ]
