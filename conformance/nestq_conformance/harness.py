@@ -70,7 +70,12 @@ class DriverHarness(ABC):
         return self.name
 
     def session_start(self) -> None:  # noqa: B027 - an optional hook; most drivers need nothing here
-        """Called once before the suite runs (start a private server, say). Synchronous, outside any loop."""
+        """Called once before the suite runs (start a private server, say). Synchronous, outside any loop.
+
+        Only the suite's own process calls it. A worker subprocess (the ``cross_process`` rules) builds its modules
+        from a fresh harness without it, so whatever the session started must reach the child through
+        :meth:`subprocess_env`.
+        """
 
     def session_end(self) -> None:  # noqa: B027 - an optional hook, like session_start
         """Called once after the suite ran."""
