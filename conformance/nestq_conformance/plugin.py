@@ -273,10 +273,14 @@ def nestq_driver_spec(nestq_driver: DriverChoice) -> str:
 
 
 @pytest.fixture(scope="session")
-def nestq_harness(nestq_driver: DriverChoice) -> Iterator[DriverHarness]:
+def nestq_harness(nestq_driver: DriverChoice, request: pytest.FixtureRequest) -> Iterator[DriverHarness]:
     """The driver's harness; ``session_start()`` runs before its first use and ``session_end()`` at the end."""
     harness = nestq_driver.harness
     harness.session_start()
+    state = request.config.stash.get(_STATE, None)
+    if state is not None:
+        # The header was written before the session started; the report says where the storage really is.
+        state.description = _describe(harness)
     try:
         yield harness
     finally:
