@@ -122,11 +122,7 @@ class RedisConnection(JobProducer):
         ``delay``: seconds before it becomes ready. ``priority``: 0 (default) to :data:`MAX_PRIORITY`, higher
         first. ``job_id``: a caller-chosen id, which makes the push idempotent while that job exists.
         """
-        # enqueue() without the extra call: this is every producer's hot path.
-        data = encode_job(queue, payload)
-        if len(data) > self.config.max_payload_bytes:
-            self._check_size(queue, data)
-        await self.store.push(queue, data, delay=delay, priority=priority, job_id=job_id)
+        await self.enqueue(queue, payload, delay=delay, priority=priority, job_id=job_id)
 
     async def enqueue(
         self,
