@@ -37,10 +37,12 @@ def fake_server(url: str) -> Any:
     return server
 
 
-def make_client(config: RedisConfig) -> redis.asyncio.Redis:
+def make_client(config: RedisConfig, *, resend: bool = True) -> redis.asyncio.Redis:
     """A new ``redis.asyncio`` client for ``config.url`` (bytes replies, bounded timeouts, short retries).
 
-    A ``fakeredis://`` URL gives a client of the process's embedded server for that URL.
+    ``resend=False``: a command whose connection fails is never sent again by the client (the worker's client:
+    a claim that executed but whose reply was lost must not be re-sent blindly; the worker's loops retry what
+    is safe to retry). A ``fakeredis://`` URL gives a client of the process's embedded server for that URL.
     """
     if config.url.lower().startswith("fakeredis://"):
         import fakeredis
@@ -53,7 +55,7 @@ def make_client(config: RedisConfig) -> redis.asyncio.Redis:
         "socket_connect_timeout": config.connect_timeout,
         # Two quick retries ride out a dropped connection; longer outages are the worker loop's business, which
         # backs off and keeps going. Retried pushes are safe: ids are chosen before the call and stored with HSETNX.
-        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2 if resend else 0),
     }
     if config.password:
         kwargs["password"] = config.password
@@ -86,7 +88,9 @@ class RedisConnection(JobProducer):
     def store(self) -> RedisQueueStore:
         """The byte-level queue store under ``config.key_prefix``."""
         if self._store is None:
-            self._store = RedisQueueStore(self.client, prefix=self.config.key_prefix)
+            self._store = RedisQueueStore(
+                self.client, prefix=self.config.key_prefix, dead_letter_max=self.config.dead_letter_max
+            )
         return self._store
 
     @property
@@ -96,9 +100,12 @@ class RedisConnection(JobProducer):
 
         return RedisQueueAdmin(self.store)
 
-    def new_client(self) -> redis.asyncio.Redis:
-        """A separate client with the same settings (the worker's own); the caller closes it."""
-        return make_client(self.config)
+    def new_client(self, *, resend: bool = True) -> redis.asyncio.Redis:
+        """A separate client with the same settings (the worker's own); the caller closes it.
+
+        ``resend=False``: the client never re-sends a command after a connection error (see :func:`make_client`).
+        """
+        return make_client(self.config, resend=resend)
 
     def _check_size(self, queue: str, data: bytes) -> bytes:
         if len(data) > self.config.max_payload_bytes:
@@ -144,13 +151,18 @@ class RedisConnection(JobProducer):
         *,
         delay: float = 0.0,
         priority: int = 0,
+        batch_id: str | None = None,
     ) -> list[str]:
         """Wrap and enqueue many payloads in one round trip per 5,000; return their ids in order.
 
-        Every payload is encoded (and checked) before anything is stored.
+        Every payload is encoded (and checked) before anything is stored. The batch has an id (``batch_id``,
+        or a random one chosen before the first attempt): pushing the same batch id again within an hour stores
+        nothing twice, even after its jobs have run. When the call fails part-way it raises
+        :class:`~nestq_redis.store.PushBatchError` (a ``RedisError``); retry safely with the same payloads and
+        ``batch_id=error.batch_id``. Job ids are ``<batch_id>-<index>``.
         """
         items = [self._check_size(queue, encode_job(queue, p)) for p in payloads]
-        return await self.store.push_many(queue, items, delay=delay, priority=priority)
+        return await self.store.push_many(queue, items, delay=delay, priority=priority, batch_id=batch_id)
 
     async def push_raw(
         self,

@@ -14,6 +14,7 @@ Key layout for queue ``q`` under prefix ``p`` (the ``{q}`` hash tag keeps a queu
     p:{q}:dead      zset  id -> failed-at (ms); data stays in jobs, error and attempts in meta
     p:{q}:signal    list  at most one wake-up token
     p:{q}:sweep     string sweep lock
+    p:{q}:batches   zset  "<batch id>:<chunk>" -> stored-at (ms): batch pushes a retry must not store twice
     p:queues        set   names of the queues ever pushed to
 
 Acked and purged jobs leave nothing behind: their hash fields are deleted and Redis drops empty keys.
@@ -22,7 +23,9 @@ Acked and purged jobs leave nothing behind: their hash fields are deleted and Re
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,18 +33,23 @@ from typing import Any, NamedTuple
 
 import redis.asyncio
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from . import scripts
 
+log = logging.getLogger("nestq.redis")
+
 __all__ = [
+    "MAX_JOB_ID_LENGTH",
     "MAX_PRIORITY",
     "ClaimedJob",
     "DeadLetter",
+    "PushBatchError",
     "QueueDepth",
     "QueueKeys",
     "RedisQueueStore",
     "SweepResult",
+    "check_job_id",
 ]
 
 #: Highest priority accepted by :meth:`RedisQueueStore.push`; higher values are claimed first.
@@ -109,6 +117,8 @@ class QueueKeys:
     sweep_lock: str
     ready: tuple[str, ...]
     """Ready lists, index = priority level."""
+    batches: str = ""
+    """Batch ids already stored (idempotent retries of :meth:`RedisQueueStore.push_many`)."""
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -123,6 +133,48 @@ class QueueKeys:
             self.sweep_lock,
             *self.ready,
         )
+
+
+def _int_or_zero(raw: bytes) -> int:
+    # A dead letter's attempts field may be what got it quarantined: show 0 rather than fail the listing.
+    try:
+        return int(raw)
+    except ValueError:
+        return 0
+
+
+_JOB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*")
+MAX_JOB_ID_LENGTH = 128
+
+
+def check_job_id(job_id: object, *, what: str = "job id") -> str:
+    """Return ``job_id`` if it is a valid job (or batch) id, else raise ``ValueError`` saying why.
+
+    Valid like a queue name: 1 to 128 ASCII letters, digits, ``_``, ``-``, ``.`` or ``:``, not starting with
+    ``-``, ``.`` or ``:``.
+    """
+    if not isinstance(job_id, str):
+        raise ValueError(f"{what} must be a string, found {type(job_id).__name__}")
+    if not job_id:
+        raise ValueError(f"{what} is empty")
+    if len(job_id) > MAX_JOB_ID_LENGTH:
+        raise ValueError(f"{what} is {len(job_id)} characters long, the limit is {MAX_JOB_ID_LENGTH}: "
+                         f"{job_id[:40]!r}...")
+    if _JOB_ID.fullmatch(job_id) is None:
+        bad = next((i, c) for i, c in enumerate(job_id) if _JOB_ID.fullmatch(("a" if i else "") + c) is None)
+        raise ValueError(f"invalid {what} {job_id[:60]!r}: {bad[1]!r} at position {bad[0]} is not allowed; use "
+                         "ASCII letters, digits, '_', '-', '.', ':' (and not '-', '.', ':' first)")
+    return job_id
+
+
+class PushBatchError(RedisError):
+    """A batch push failed part-way; retrying with the same :attr:`batch_id` stores each job exactly once."""
+
+    def __init__(self, batch_id: str, cause: BaseException) -> None:
+        super().__init__(f"batch {batch_id} was not fully stored ({type(cause).__name__}: {cause}); retry the "
+                         f"same call with batch_id={batch_id!r}: chunks already stored are not stored again")
+        self.batch_id = batch_id
+        """The batch's id, to pass to the retry."""
 
 
 def _ms(seconds: float) -> int:
@@ -150,13 +202,15 @@ class RedisQueueStore:
     the timeouts passed to :meth:`wait`.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "nestq") -> None:
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "nestq", dead_letter_max: int = 0) -> None:
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("RedisQueueStore needs a client created with decode_responses=False")
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"invalid key prefix {prefix!r}: must be non-empty and contain no braces")
         self._client = client
         self._prefix = prefix
+        # The cap on dead letters per queue, enforced by every script that dead-letters (-1 in Lua: no cap).
+        self._dead_max = dead_letter_max if dead_letter_max > 0 else -1
         self._queues_key = f"{prefix}:queues"
         self._keys: dict[str, tuple[QueueKeys, tuple[str, ...], tuple[str, ...]]] = {}
         # The keys of the one-job push fast path: jobs, ready (level 0), signal.
@@ -168,6 +222,7 @@ class RedisQueueStore:
         self._push = reg(scripts.PUSH)
         self._push_ready = reg(scripts.PUSH_READY)
         self._claim = reg(scripts.CLAIM)
+        self._confirm = reg(scripts.CONFIRM)
         self._heartbeat = reg(scripts.HEARTBEAT)
         self._ack = reg(scripts.ACK)
         self._fail = reg(scripts.FAIL)
@@ -211,6 +266,7 @@ class RedisQueueStore:
             signal=f"{base}:signal",
             sweep_lock=f"{base}:sweep",
             ready=ready,
+            batches=f"{base}:batches",
         )
         full = keys.all
         entry = (keys, full, full[:3])
@@ -239,6 +295,8 @@ class RedisQueueStore:
         runs first, FIFO within a level. A caller-chosen ``job_id`` makes the push idempotent while a job with
         that id still exists (the second push is ignored).
         """
+        if job_id is not None:
+            check_job_id(job_id)
         if delay == 0 and priority == 0:
             # The common case, kept lean: a three-key script, one id, no batch bookkeeping.
             keys = self._ready_keys.get(queue)
@@ -262,12 +320,28 @@ class RedisQueueStore:
             return await script(keys=keys, args=args)
 
     async def push_many(
-        self, queue: str, items: Sequence[bytes], *, delay: float = 0.0, priority: int = 0
+        self,
+        queue: str,
+        items: Sequence[bytes],
+        *,
+        delay: float = 0.0,
+        priority: int = 0,
+        batch_id: str | None = None,
     ) -> list[str]:
-        """Enqueue many jobs in one round trip (one per 5,000 jobs) and return their ids, in order."""
+        """Enqueue many jobs in one round trip per 5,000 and return their ids (``<batch_id>-<n>``), in order.
+
+        The batch has an id (``batch_id``, or a random one chosen before the first attempt). Each chunk of 5,000
+        is stored atomically together with a record of "<batch_id>:<chunk>" kept for an hour, so pushing the
+        same batch id again stores nothing twice, even after its jobs have run. On a storage error a
+        :class:`PushBatchError` carries the batch id: retry the call with ``batch_id=error.batch_id``.
+        """
         if not items:
             return []
-        return await self._push_batch(queue, items, delay, priority, None)
+        if batch_id is None:
+            batch_id = os.urandom(_ID_BYTES).hex()
+        else:
+            check_job_id(batch_id, what="batch id")
+        return await self._push_batch(queue, items, delay, priority, None, batch_id)
 
     async def _push_batch(
         self,
@@ -276,44 +350,69 @@ class RedisQueueStore:
         delay: float,
         priority: int,
         ids: list[str] | None,
+        batch_id: str | None = None,
     ) -> list[str]:
         if not 0 <= priority <= MAX_PRIORITY:
             raise ValueError(f"priority must be between 0 and {MAX_PRIORITY}, got {priority}")
         if delay < 0:
             raise ValueError(f"delay must be >= 0, got {delay}")
-        _, full, _ = self._resolve(queue)
-        await self._register(queue)
+        keys, full, _ = self._resolve(queue)
+        push_keys = (*full, keys.batches)
         if ids is None:
-            ids = _new_ids(len(items))
-        head: list[Any] = [_ms(delay), priority]
-        for start in range(0, len(items), _CHUNK):
-            args = head + list(
-                itertools.chain.from_iterable(
-                    zip(ids[start : start + _CHUNK], items[start : start + _CHUNK], strict=True)
+            ids = [f"{batch_id}-{n}" for n in range(len(items))] if batch_id else _new_ids(len(items))
+        try:
+            await self._register(queue)
+            for chunk, start in enumerate(range(0, len(items), _CHUNK)):
+                head: list[Any] = [_ms(delay), priority, f"{batch_id}:{chunk}" if batch_id else ""]
+                args = head + list(
+                    itertools.chain.from_iterable(
+                        zip(ids[start : start + _CHUNK], items[start : start + _CHUNK], strict=True)
+                    )
                 )
-            )
-            await self._push(keys=full, args=args)
+                await self._push(keys=push_keys, args=args)
+        except RedisError as exc:
+            if batch_id is None:
+                raise
+            raise PushBatchError(batch_id, exc) from exc
         return ids
 
     # ------------------------------------------------------------------ consuming
 
-    async def claim(self, queue: str, *, limit: int, lease_seconds: float) -> list[ClaimedJob]:
+    async def claim(
+        self, queue: str, *, limit: int, lease_seconds: float, token: str | None = None
+    ) -> list[ClaimedJob]:
         """Lease up to ``limit`` ready jobs, highest priority first, in one round trip.
 
-        The attempt is counted here, so a job that kills its worker still runs out of attempts. All jobs of
-        one claim share a fresh random lease token. Due delayed jobs are promoted first.
+        The attempt is counted here, so a job that kills its worker still runs out of attempts, once the worker
+        has :meth:`confirm`-ed that it received them: a claim whose reply is lost (never confirmed) gives its
+        attempt back when its lease expires. All jobs of one claim share the lease token (``token``, or a fresh
+        random one). Due delayed jobs are promoted first. Entries with corrupt metadata are quarantined to the
+        dead letters (logged), never returned.
         """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
         _, full, _ = self._resolve(queue)
-        token = secrets.token_hex(8)
-        raw = await self._claim(keys=full, args=[limit, max(1, _ms(lease_seconds)), token, _BATCH])
-        it = iter(raw)
+        token = token or secrets.token_hex(8)
+        raw = await self._claim(keys=full, args=[limit, max(1, _ms(lease_seconds)), token, _BATCH, self._dead_max])
+        if raw[0]:
+            log.error("claim on %s quarantined %d job(s) with corrupt metadata to the dead letters (their errors "
+                      "name the corruption); the other jobs are unaffected", queue, raw[0])
+        it = iter(raw[1:])
         return [
             ClaimedJob(job_id.decode(), data, attempt, token) for job_id, data, attempt in zip(it, it, it, strict=False)
         ]
+
+    async def confirm(self, queue: str, token: str, ids: Sequence[str]) -> int:
+        """Record that the worker received the jobs ``ids`` of the claim ``token``: their attempts now count.
+
+        Idempotent; returns how many are still leased under ``token``.
+        """
+        if not ids:
+            return 0
+        _, full, _ = self._resolve(queue)
+        return int(await self._confirm(keys=full, args=[token, *ids]))
 
     # The timeout is the point of this call (a bounded BLPOP), not a cancellation scope.
     async def wait(self, queue: str, timeout: float) -> bool:  # noqa: ASYNC109
@@ -382,7 +481,8 @@ class RedisQueueStore:
         """
         _, full, _ = self._resolve(queue)
         retry_ms = -1 if retry_in is None else _ms(retry_in)
-        result: bytes = await self._fail(keys=full, args=[job_id, lease_token, error, retry_ms, max_attempts])
+        args: list[Any] = [job_id, lease_token, error, retry_ms, max_attempts, self._dead_max]
+        result: bytes = await self._fail(keys=full, args=args)
         return result.decode()
 
     async def release(self, queue: str, leases: Sequence[tuple[str, str]]) -> int:
@@ -395,7 +495,8 @@ class RedisQueueStore:
         _, full, _ = self._resolve(queue)
         done = 0
         for start in range(0, len(leases), _CHUNK):
-            done += int(await self._release(keys=full, args=_flatten(leases[start : start + _CHUNK])))
+            args: list[Any] = [self._dead_max, *_flatten(leases[start : start + _CHUNK])]
+            done += int(await self._release(keys=full, args=args))
         return done
 
     # ------------------------------------------------------------------ maintenance
@@ -413,11 +514,14 @@ class RedisQueueStore:
         promoted = expired = 0
         first = "1"
         while True:
-            raw = await self._sweep(keys=full, args=[token, lock_ms, max_attempts, _BATCH, first])
+            raw = await self._sweep(keys=full, args=[token, lock_ms, max_attempts, _BATCH, first, self._dead_max])
             if raw[0] == -1:
                 break
+            if raw[4]:
+                log.error("sweep on %s quarantined %d job(s) with corrupt metadata to the dead letters (their "
+                          "errors name the corruption); the other jobs are unaffected", queue, raw[4])
             promoted += raw[0]
-            expired += raw[1] + raw[2]
+            expired += raw[1] + raw[2] + raw[4]
             if not raw[3]:
                 break
             first = "0"
@@ -444,7 +548,7 @@ class RedisQueueStore:
                 id=job_id.decode(),
                 data=data,
                 error=error.decode(errors="replace"),
-                attempts=int(attempts),
+                attempts=_int_or_zero(attempts),
                 failed_at=float(score) / 1000,
             )
             for job_id, data, error, attempts, score in zip(it, it, it, it, it, strict=False)

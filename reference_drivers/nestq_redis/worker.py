@@ -79,26 +79,47 @@ def error_text(exc: BaseException) -> str:
     return text
 
 
+# A persistent storage error is reported at WARNING on every failure, at most this often per task and queue
+# (never silenced): the loops back off to about this pace anyway, so in practice each failure is logged.
+_REPORT_EVERY = 1.0
+
+
 class _Backoff:
-    """Bounded exponential backoff for storage errors, logging the first failure loudly and recovery once."""
+    """Bounded exponential backoff for storage errors, logging failures at WARNING (rate-limited) and recovery.
+
+    Issue 13 (item 7): a persistent error (WRONGTYPE, OOM, an outage) keeps being reported at WARNING, at most
+    once per ``_REPORT_EVERY`` seconds per task and queue, with the count since the last report.
+    """
 
     def __init__(self, what: str, cap: float = 1.0) -> None:
         self.what = what
         self.cap = cap
         self.failures = 0
+        self.unreported = 0
+        self.next_report = 0.0
 
     def failed(self, exc: BaseException) -> float:
         self.failures += 1
+        self.unreported += 1
         delay = min(self.cap, 0.05 * 2.0 ** min(self.failures - 1, 10))
-        level = logging.WARNING if self.failures == 1 else logging.DEBUG
-        log.log(level, "redis unavailable during %s (%s: %s); retrying in %.2fs", self.what, type(exc).__name__,
-                exc, delay)
+        now = time.monotonic()
+        if now >= self.next_report:
+            more = f" ({self.unreported} failure(s) since the last report)" if self.failures > 1 else ""
+            log.warning("redis error during %s (%s: %s)%s; retrying in %.2fs", self.what, type(exc).__name__,
+                        exc, more, delay)
+            self.unreported = 0
+            self.next_report = now + _REPORT_EVERY
+        else:
+            log.debug("redis error during %s (%s: %s); retrying in %.2fs", self.what, type(exc).__name__, exc,
+                      delay)
         return delay
 
     def ok(self) -> None:
         if self.failures:
             log.info("redis reachable again for %s after %d failed attempt(s)", self.what, self.failures)
             self.failures = 0
+            self.unreported = 0
+            self.next_report = 0.0
 
 
 @dataclass(eq=False, slots=True)
@@ -119,6 +140,16 @@ class _Queue:
     held: dict[str, _Held] = field(default_factory=dict)
     acks: list[_Held] = field(default_factory=list)
     fails: list[tuple[_Held, str, float | None]] = field(default_factory=list)
+    # Issue 13 (item 2): each queue's heartbeat, outcome flush and upkeep fail and back off on their own, so
+    # one broken queue (WRONGTYPE, say) never stops the others' leases from being extended or acks recorded.
+    heartbeat_backoff: _Backoff = field(init=False)
+    flush_backoff: _Backoff = field(init=False)
+    upkeep_backoff: _Backoff = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.heartbeat_backoff = _Backoff(f"heartbeat on {self.name}")
+        self.flush_backoff = _Backoff(f"recording job outcomes on {self.name}")
+        self.upkeep_backoff = _Backoff(f"sweep on {self.name}")
 
 
 async def _until(awaitable: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
@@ -173,9 +204,12 @@ class RedisWorker(Transport):
             log.warning("RedisWorker: no reachable @process handler, so no queue to consume; idle until stopped")
             await cancel.wait()
             return
-        client = self.connection.new_client()
+        # resend=False: a claim whose reply was lost must not be re-sent by the client (issue 13, item 4).
+        client = self.connection.new_client(resend=False)
         try:
-            run = _Run(self.config, RedisQueueStore(client, prefix=self.config.key_prefix), container, table)
+            store = RedisQueueStore(client, prefix=self.config.key_prefix,
+                                    dead_letter_max=self.config.dead_letter_max)
+            run = _Run(self.config, store, container, table)
             await run.serve(cancel)
         finally:
             with contextlib.suppress(*STORAGE_ERRORS, RuntimeError):
@@ -205,6 +239,7 @@ class _Run:
         """Set when shutdown ends: the flusher, heartbeat and maintenance loops exit."""
         self.outcome = asyncio.Event()
         self.flush_lock = asyncio.Lock()
+        self.flush_retry_in = 1.0
         self.rng = random.Random()
 
     async def serve(self, cancel: CancellationToken) -> None:
@@ -340,7 +375,13 @@ class _Run:
             self.free -= want
             try:
                 jobs = await self.store.claim(queue.name, limit=want, lease_seconds=config.visibility_timeout)
+                # Issue 13 (item 4): confirm receipt before any job starts. Until confirmed, an expired lease
+                # gives the attempt back (the claim's reply never reached a worker, the job never ran).
+                if jobs:
+                    await self.store.confirm(queue.name, jobs[0].lease_token, [j.id for j in jobs])
             except STORAGE_ERRORS as exc:
+                # Jobs claimed but not confirmed are not run here: their leases expire and the sweep returns
+                # them with the attempt given back.
                 self.free += want
                 await _until(asyncio.sleep(backoff.failed(exc)), self.stop)
                 continue
@@ -422,7 +463,6 @@ class _Run:
                 await asyncio.wait_for(self.closing.wait(), seconds)
 
     async def _flush_loop(self) -> None:
-        backoff = _Backoff("recording job outcomes")
         while not self.closing.is_set():
             await self.outcome.wait()
             self.outcome.clear()
@@ -430,39 +470,57 @@ class _Run:
                 return
             try:
                 await self._flush()
-            except STORAGE_ERRORS as exc:
-                await self._pause(backoff.failed(exc))
+            except STORAGE_ERRORS:
+                # Logged per queue by _flush; the queues that failed are retried after their backoff.
+                await self._pause(self.flush_retry_in)
                 self.outcome.set()
-            else:
-                backoff.ok()
 
     async def _flush(self) -> None:
-        """Record every pending outcome: acks in one call per queue, failures one call each."""
+        """Record every pending outcome: acks in one call per queue, failures one call each.
+
+        Each queue is flushed on its own (issue 13, item 2): a failing queue is logged and the others still
+        flush; the first error is raised at the end, so the caller retries.
+        """
+        first: BaseException | None = None
+        self.flush_retry_in = 1.0
         async with self.flush_lock:
             for queue in self.queues:
-                if queue.acks:
-                    batch, queue.acks = queue.acks, []
-                    try:
-                        done = await self.store.ack(queue.name, [(h.job.id, h.job.lease_token) for h in batch])
-                    except BaseException:
-                        queue.acks[:0] = batch
-                        raise
-                    for h in batch:
-                        self._forget(h)
-                    if done < len(batch):
-                        log.warning("%d of %d finished job(s) on %s had lost their lease before the ack; they may "
-                                    "run again", len(batch) - done, len(batch), queue.name)
-                while queue.fails:
-                    held, text, retry_in = queue.fails[0]
-                    result = await self.store.fail(
-                        queue.name, held.job.id, held.job.lease_token, text,
-                        retry_in=retry_in, max_attempts=self.config.max_attempts,
-                    )
-                    queue.fails.pop(0)
-                    self._forget(held)
-                    if result == "stale":
-                        log.warning("job %s on %s had lost its lease before its failure was recorded; it may run "
-                                    "again", held.job.id, queue.name)
+                if not queue.acks and not queue.fails:
+                    continue
+                try:
+                    await self._flush_queue(queue)
+                except STORAGE_ERRORS as exc:
+                    self.flush_retry_in = min(self.flush_retry_in, queue.flush_backoff.failed(exc))
+                    first = first or exc
+                else:
+                    queue.flush_backoff.ok()
+        if first is not None:
+            raise first
+
+    async def _flush_queue(self, queue: _Queue) -> None:
+        if queue.acks:
+            batch, queue.acks = queue.acks, []
+            try:
+                done = await self.store.ack(queue.name, [(h.job.id, h.job.lease_token) for h in batch])
+            except BaseException:
+                queue.acks[:0] = batch
+                raise
+            for h in batch:
+                self._forget(h)
+            if done < len(batch):
+                log.warning("%d of %d finished job(s) on %s had lost their lease before the ack; they may "
+                            "run again", len(batch) - done, len(batch), queue.name)
+        while queue.fails:
+            held, text, retry_in = queue.fails[0]
+            result = await self.store.fail(
+                queue.name, held.job.id, held.job.lease_token, text,
+                retry_in=retry_in, max_attempts=self.config.max_attempts,
+            )
+            queue.fails.pop(0)
+            self._forget(held)
+            if result == "stale":
+                log.warning("job %s on %s had lost its lease before its failure was recorded; it may run "
+                            "again", held.job.id, queue.name)
 
     @staticmethod
     def _forget(held: _Held) -> None:
@@ -473,18 +531,18 @@ class _Run:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.config.effective_heartbeat()
-        backoff = _Backoff("heartbeat")
         while not self.closing.is_set():
             await self._pause(interval)
             if self.closing.is_set():
                 return
-            try:
-                for queue in self.queues:
+            for queue in self.queues:
+                # Per queue (issue 13, item 2): one queue's error must not leave the others' leases to expire.
+                try:
                     await self._heartbeat(queue)
-            except STORAGE_ERRORS as exc:
-                backoff.failed(exc)
-            else:
-                backoff.ok()
+                except STORAGE_ERRORS as exc:
+                    queue.heartbeat_backoff.failed(exc)
+                else:
+                    queue.heartbeat_backoff.ok()
 
     async def _heartbeat(self, queue: _Queue) -> None:
         held = [h for h in queue.held.values() if not h.lost]
@@ -503,27 +561,29 @@ class _Run:
 
     async def _maintenance_loop(self) -> None:
         config = self.config
-        backoff = _Backoff("sweep")
         next_trim = 0.0
         while not self.closing.is_set():
-            try:
-                for queue in self.queues:
+            trim = time.monotonic() >= next_trim
+            pause = config.effective_sweep()
+            for queue in self.queues:
+                # Per queue (issue 13, item 2): one queue's error must not stop the others' sweeps and trims.
+                try:
                     result = await self.store.sweep(queue.name, max_attempts=config.max_attempts)
                     if result.expired:
                         log.info("sweep on %s: %d expired lease(s) recovered", queue.name, result.expired)
-                if time.monotonic() >= next_trim:
-                    for queue in self.queues:
+                    if trim:
                         await self.store.trim_dead(
                             queue.name,
                             retention_seconds=config.dead_letter_retention or _FOREVER,
                             max_items=config.dead_letter_max or None,
                         )
-                    next_trim = time.monotonic() + _TRIM_EVERY
-            except STORAGE_ERRORS as exc:
-                await self._pause(backoff.failed(exc))
-                continue
-            backoff.ok()
-            await self._pause(config.effective_sweep())
+                except STORAGE_ERRORS as exc:
+                    pause = min(pause, queue.upkeep_backoff.failed(exc))
+                else:
+                    queue.upkeep_backoff.ok()
+            if trim:
+                next_trim = time.monotonic() + _TRIM_EVERY
+            await self._pause(pause)
 
 
 class _OutOfAttempts(Exception):

@@ -36,7 +36,12 @@ async def eventually(predicate: Callable[[], Awaitable[T]], timeout: float, what
 
 
 async def count_keys(store: RedisQueueStore) -> int:
-    return len([k async for k in store.client.scan_iter(match=f"{store.prefix}:*", count=1000)])
+    """Keys under the prefix, not counting a batch push's retry record, which must expire within the hour."""
+    keys = [k async for k in store.client.scan_iter(match=f"{store.prefix}:*", count=1000)]
+    records = [k for k in keys if k.endswith(b":batches")]
+    for key in records:
+        assert 0 < await store.client.pttl(key) <= 3600 * 1000, f"{key!r} does not expire within the hour"
+    return len(keys) - len(records)
 
 
 async def server_ms(store: RedisQueueStore) -> float:
@@ -149,6 +154,8 @@ async def test_claim_counts_attempts_and_respects_limit(store: RedisQueueStore) 
 async def test_lease_expiry_returns_the_job_and_old_token_is_stale(store: RedisQueueStore) -> None:
     job_id = await store.push(Q, b"x")
     (old,) = await store.claim(Q, limit=1, lease_seconds=0.2)
+    # The worker received the claim (issue 13, item 4): from here an expired lease costs the attempt.
+    assert await store.confirm(Q, old.lease_token, [old.id]) == 1
 
     async def recovered() -> list[ClaimedJob]:
         await store.sweep(Q, max_attempts=5)
@@ -270,7 +277,8 @@ async def test_no_retry_dead_letters_at_once_newest_first(store: RedisQueueStore
 @pytest.mark.asyncio
 async def test_sweep_dead_letters_expired_lease_out_of_attempts(store: RedisQueueStore) -> None:
     job_id = await store.push(Q, b"crasher")
-    await store.claim(Q, limit=1, lease_seconds=0.1)
+    (job,) = await store.claim(Q, limit=1, lease_seconds=0.1)
+    await store.confirm(Q, job.lease_token, [job.id])
 
     async def swept() -> int:
         return (await store.sweep(Q, max_attempts=1)).expired

@@ -1,0 +1,305 @@
+"""Issue 13: the Redis driver under faults. One test per numbered item of the issue, each reproducing the fault
+on a private redis-server (or through a TCP proxy for link faults): it failed before the fix and passes after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from nestq_redis import RedisConnection, RedisQueueModule, RedisQueueWorkerModule, load_config, scripts
+from nestq_redis.server import RedisServer
+from nestq_redis.store import PushBatchError
+from nestq_redis_testkit import LinkProxy
+from redis.exceptions import ResponseError
+
+from nestq_spec import Application, CancellationToken, module, process, processor
+
+pytestmark = pytest.mark.asyncio
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str,
+                seen: Callable[[], Awaitable[object]] | None = None) -> None:
+    """Poll ``check`` until true; fail naming ``what`` (and the state ``seen`` describes) after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            state = f"; seen: {await seen()}" if seen is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{state}")
+        await asyncio.sleep(0.02)
+
+
+def connection(url: str, prefix: str, **pinned: object) -> RedisConnection:
+    return RedisConnection(load_config({"url": url, "key_prefix": prefix, **pinned}, env={}))
+
+
+def new_queue(tag: str) -> str:
+    return f"{tag}-{uuid.uuid4().hex[:8]}"
+
+
+@asynccontextmanager
+async def serving(url: str, prefix: str, providers: list[type[Any]], **pinned: object) -> AsyncIterator[Application]:
+    """Serve a worker app (Redis modules + ``providers``) for the block."""
+    settings = {"url": url, "key_prefix": prefix, "poll_timeout": 0.1, "visibility_timeout": 2.0, **pinned}
+    root = module(imports=[RedisQueueModule.for_root(settings), RedisQueueWorkerModule], providers=providers)(
+        type("Issue13App", (), {})
+    )
+    app = Application.create(root)
+    cancel = CancellationToken()
+    task = asyncio.create_task(app.serve(cancel, shutdown_timeout=15))
+    try:
+        yield app
+        assert not task.done(), f"the worker stopped serving: {task}"
+    finally:
+        cancel.cancel()
+        await asyncio.wait_for(task, 20)
+        await app.container.get(RedisConnection).aclose()
+
+
+def counting_processor(queue: str, runs: dict[int, int], work: float = 0.0) -> type[Any]:
+    async def handle(self: object, job: dict[str, Any]) -> None:
+        runs[job["n"]] = runs.get(job["n"], 0) + 1
+        if work:
+            await asyncio.sleep(work)
+
+    name = f"Count_{queue.replace('-', '_')}"
+    cls = type(name, (), {"handle": process(queue=queue)(handle)})
+    cls.__qualname__ = name
+    return processor(cls)
+
+
+# --------------------------------------------------------------------------- 1. one corrupted field
+
+
+async def test_item1_corrupt_field_is_quarantined_alone(redis_server: RedisServer, prefix: str) -> None:
+    """A job whose attempts field is not a number goes to the dead letters alone; the others are all claimed."""
+    conn = connection(redis_server.url, prefix)
+    store = conn.store
+    queue = new_queue("corrupt")
+    keys = store.keys(queue)
+    ids = [await conn.enqueue(queue, {"n": n}) for n in range(8)]
+    bad = ids[2]
+    await conn.client.hset(keys.meta, f"{bad}:a", "not-a-number")
+    claimed = await store.claim(queue, limit=8, lease_seconds=30)
+    assert sorted(j.id for j in claimed) == sorted(i for i in ids if i != bad)
+    depth = await store.depth(queue)
+    assert (depth.ready, depth.leased, depth.dead) == (0, 7, 1)
+    letter = await conn.admin.dead_letter(queue, bad)
+    assert letter is not None
+    assert "corrupt entry quarantined" in letter.error
+    assert f"{bad}:a" in letter.error
+    assert "not-a-number" in letter.error
+
+    # The sweep: an expired lease whose priority field is corrupt, among healthy expired leases.
+    queue2 = new_queue("corrupt-sweep")
+    ids2 = [await conn.enqueue(queue2, {"n": n}) for n in range(5)]
+    await store.claim(queue2, limit=5, lease_seconds=0.05)
+    await conn.client.hset(store.keys(queue2).meta, f"{ids2[1]}:p", "42")
+    await until(lambda: _expired(conn, queue2, 5), 5, "five expired leases")
+    await store.sweep(queue2, max_attempts=5)
+    depth = await store.depth(queue2)
+    assert (depth.ready, depth.leased, depth.dead) == (4, 0, 1)
+    letter = await conn.admin.dead_letter(queue2, ids2[1])
+    assert letter is not None
+    assert "priority" in letter.error
+
+    # A delayed job with a corrupt priority is quarantined when promoted, and the claim goes on.
+    queue3 = new_queue("corrupt-delayed")
+    late = await conn.enqueue(queue3, {"n": 0}, delay=0.01)
+    fine = await conn.enqueue(queue3, {"n": 1})
+    await conn.client.hset(store.keys(queue3).meta, f"{late}:p", "-1")
+    await until(lambda: _due(conn, queue3), 5, "the delayed job due")
+    assert [j.id for j in await store.claim(queue3, limit=5, lease_seconds=30)] == [fine]
+    assert (await store.depth(queue3)).dead == 1
+
+    # A key of the wrong type fails the script before it writes anything: no job leaves the ready list.
+    queue4 = new_queue("wrongtype")
+    for n in range(3):
+        await conn.enqueue(queue4, {"n": n})
+    await conn.client.set(store.keys(queue4).ready[5], "not a list")
+    with pytest.raises(ResponseError, match="WRONGTYPE nestq key"):
+        await store.claim(queue4, limit=3, lease_seconds=30)
+    assert await conn.client.llen(store.keys(queue4).ready[0]) == 3
+    await conn.aclose()
+
+
+async def _expired(conn: RedisConnection, queue: str, n: int) -> bool:
+    keys = conn.store.keys(queue)
+    return len(await conn.client.zrangebyscore(keys.leases, "-inf", int(time.time() * 1000))) == n
+
+
+async def _due(conn: RedisConnection, queue: str) -> bool:
+    keys = conn.store.keys(queue)
+    return len(await conn.client.zrangebyscore(keys.delayed, "-inf", int(time.time() * 1000))) == 1
+
+
+async def test_item1_worker_runs_every_healthy_job_around_a_corrupt_one(redis_server: RedisServer,
+                                                                         prefix: str) -> None:
+    """The issue's scenario end to end: one corrupt job among many; every other job runs once."""
+    queue = new_queue("corrupt-e2e")
+    conn = connection(redis_server.url, prefix)
+    ids = [await conn.enqueue(queue, {"n": n}) for n in range(20)]
+    await conn.client.hset(conn.store.keys(queue).meta, f"{ids[7]}:a", "not-a-number")
+    runs: dict[int, int] = {}
+    async with serving(redis_server.url, prefix, [counting_processor(queue, runs)], claim_batch=10):
+        await until(lambda: _true(len(runs) == 19), 20, "19 healthy jobs", seen=lambda: _value(sorted(runs)))
+        await until(lambda: _settled(conn, queue), 10, "every healthy job acked")
+    assert set(runs) == set(range(20)) - {7}
+    assert set(runs.values()) == {1}
+    assert (await conn.store.depth(queue)).dead == 1
+    await conn.aclose()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _value(value: object) -> object:
+    return value
+
+
+async def _settled(conn: RedisConnection, queue: str) -> bool:
+    depth = await conn.store.depth(queue)
+    return depth.ready == depth.leased == depth.delayed == 0
+
+
+# --------------------------------------------------------------------------- 2. one bad queue
+
+
+async def test_item2_a_broken_queue_does_not_stop_heartbeats_or_acks_of_another(
+    redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Queue A's meta key turns into a string while both queues have running jobs: B's long job keeps its lease
+    (runs once) and is acked; A's failures are logged naming A, more than once."""
+    qa, qb = new_queue("a-broken"), new_queue("b-healthy")
+    release_a = asyncio.Event()
+    started: dict[str, int] = {"a": 0, "b": 0}
+
+    @processor
+    class Both:
+        @process(queue=qa)
+        async def a(self, job: dict[str, Any]) -> None:
+            started["a"] += 1
+            await release_a.wait()
+
+        @process(queue=qb)
+        async def b(self, job: dict[str, Any]) -> None:
+            started["b"] += 1
+            await asyncio.sleep(3.0)  # three visibility timeouts: it needs its heartbeats
+
+    conn = connection(redis_server.url, prefix)
+    caplog.set_level(logging.WARNING, logger="nestq.redis")
+    async with serving(redis_server.url, prefix, [Both], visibility_timeout=1.0, heartbeat_interval=0.2,
+                       sweep_interval=0.1, max_attempts=5):
+        await conn.enqueue(qa, {"n": 0})
+        await until(lambda: _true(started["a"] == 1), 10, "A's job started")
+        # Break queue A: its meta hash becomes a string (WRONGTYPE for every script on A).
+        meta = conn.store.keys(qa).meta
+        await conn.client.delete(meta)
+        await conn.client.set(meta, "broken")
+        await conn.enqueue(qb, {"n": 1})
+        await until(lambda: _true(started["b"] == 1), 10, "B's job started")
+        await until(lambda: _settled(conn, qb), 15, "B's job acked", seen=lambda: conn.store.depth(qb))
+        release_a.set()
+    assert started["b"] == 1, "B's job ran again: its lease was not extended while A was failing"
+    assert (await conn.store.depth(qb)).dead == 0
+    a_reports = [r for r in caplog.records if f"heartbeat on {qa}" in r.getMessage()]
+    assert len(a_reports) >= 2, [r.getMessage() for r in caplog.records]
+    assert all("WRONGTYPE" in r.getMessage() for r in a_reports)
+    await conn.client.delete(meta)
+    await conn.aclose()
+
+
+# --------------------------------------------------------------------------- 3. batch retries
+
+
+async def test_item3_a_retried_batch_stores_each_job_once(redis_server: RedisServer, prefix: str) -> None:
+    """The link drops part-way through a 50,000-job batch; retrying with the error's batch id stores 50,000."""
+    queue = new_queue("batch")
+    direct = connection(redis_server.url, prefix)
+    async with LinkProxy(redis_server.port) as proxy:
+        conn = connection(proxy.url, prefix)
+        await conn.ping()
+        proxy.cut_after(2_000_000)  # about a third of the batch's bytes
+        payloads = [{"n": n, "pad": "x" * 60} for n in range(50_000)]
+        with pytest.raises(PushBatchError) as info:
+            await conn.push_many_json(queue, payloads)
+        stored = (await direct.store.depth(queue)).ready
+        assert 0 < stored < 50_000, stored
+        proxy.restore()
+        ids = await conn.push_many_json(queue, payloads, batch_id=info.value.batch_id)
+        assert len(ids) == len(set(ids)) == 50_000
+        assert (await direct.store.depth(queue)).ready == 50_000
+        # Once the jobs are gone the record still holds: a late retry stores nothing.
+        await direct.client.delete(*direct.store.keys(queue).ready, direct.store.keys(queue).jobs)
+        await conn.push_many_json(queue, payloads, batch_id=info.value.batch_id)
+        assert (await direct.store.depth(queue)).ready == 0
+        await conn.aclose()
+    await direct.aclose()
+
+
+# --------------------------------------------------------------------------- 4. lost claim replies
+
+
+async def test_item4_lost_claim_replies_burn_no_attempt(redis_server: RedisServer, prefix: str) -> None:
+    """Three claim replies are lost on the way back (the claims ran): with max_attempts=1 every job still runs
+    once, none is dead-lettered, and the client never re-sends a claim."""
+    queue = new_queue("lost-claims")
+    runs: dict[int, int] = {}
+    direct = connection(redis_server.url, prefix)
+    claim_sha = hashlib.sha1(scripts.CLAIM.encode()).hexdigest().encode()
+    for n in range(6):
+        await direct.enqueue(queue, {"n": n})
+    async with LinkProxy(redis_server.port) as proxy:
+        proxy.drop_reply_after(claim_sha, 3)
+        async with serving(proxy.url, prefix, [counting_processor(queue, runs)], max_attempts=1,
+                           visibility_timeout=0.6, sweep_interval=0.1, claim_batch=2, concurrency=2):
+            await until(lambda: _true(len(runs) == 6), 30, "all six jobs run",
+                        seen=lambda: _state(direct, queue, runs))
+            await until(lambda: _settled(direct, queue), 10, "every job acked")
+        assert proxy.cuts >= 3
+    assert runs == dict.fromkeys(range(6), 1)
+    assert (await direct.store.depth(queue)).dead == 0
+    await direct.aclose()
+
+
+async def _state(conn: RedisConnection, queue: str, runs: dict[int, int]) -> str:
+    letters = await conn.admin.dead_letters(queue)
+    return f"runs {runs}, depth {await conn.store.depth(queue)}, dead {[d.error for d in letters]}"
+
+
+async def test_item4_never_started_is_told_apart_from_died_mid_job(redis_server: RedisServer, prefix: str) -> None:
+    """A claim never confirmed gives its attempt back and, after UNCONFIRMED_LIMIT such claims, is dead-lettered as
+    "never started"; a confirmed claim whose lease expires says the worker died mid-job."""
+    conn = connection(redis_server.url, prefix)
+    store = conn.store
+    queue = new_queue("never-started")
+    job = await conn.enqueue(queue, {"n": 0})
+    for round_ in range(scripts.UNCONFIRMED_LIMIT):
+        (claimed,) = await store.claim(queue, limit=1, lease_seconds=0.05)
+        assert claimed.attempt == 1, f"round {round_}: an unconfirmed claim's attempt was kept"
+        await until(lambda: _expired(conn, queue, 1), 5, "the lease expired")
+        await store.sweep(queue, max_attempts=3)
+    letter = await conn.admin.dead_letter(queue, job)
+    assert letter is not None
+    assert "never started" in letter.error
+    assert letter.attempts == 0
+
+    queue2 = new_queue("died-mid-job")
+    job2 = await conn.enqueue(queue2, {"n": 0})
+    (claimed,) = await store.claim(queue2, limit=1, lease_seconds=0.05)
+    assert await store.confirm(queue2, claimed.lease_token, [claimed.id]) == 1
+    await until(lambda: _expired(conn, queue2, 1), 5, "the lease expired")
+    await store.sweep(queue2, max_attempts=1)
+    letter = await conn.admin.dead_letter(queue2, job2)
+    assert letter is not None
+    assert "worker died" in letter.error
+    assert letter.attempts == 1
+    await conn.aclose()
