@@ -100,6 +100,46 @@ def display_url(url: str) -> str:
     return redact(url, as_repr=False)
 
 
+class _Hidden(str):
+    """A secret setting's value: a plain ``str`` to the code that uses it, ``'***'`` when rendered.
+
+    Renderings of the settings object (``repr``, ``vars()``, ``dataclasses.asdict()``, logged dicts) use repr.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'" if self else "''"
+
+
+class _HiddenURL(str):
+    """A URL setting's value: a plain ``str`` to the code that uses it, its password masked in renderings."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return redact(str.__str__(self))
+
+
+def _parse_url(config: RedisConfig) -> None:
+    # Parse with the client library now, at boot, so that a URL it cannot read fails here with a ConfigError
+    # (and never later with a raw ValueError quoting part of the password). Its message is not shown: it can
+    # hold a fragment of the password (a '#', '/' or '?' in it ends the userinfo early).
+    if config.url.lower().startswith("fakeredis://"):
+        return
+    from redis.connection import parse_url
+
+    try:
+        parse_url(config.url)
+    except Exception as exc:
+        raise ConfigError(
+            f"{_var('url')}={display_url(config.url)!r} cannot be read by redis-py ({type(exc).__name__}); check "
+            "the host, port and database, and percent-encode special characters in the user name and password "
+            "(/ as %2F, # as %23, ? as %3F, @ as %40, [ as %5B, ] as %5D, : as %3A), or set the password in "
+            f"{_var('password')} instead"
+        ) from None
+
+
 def _check_relations(config: RedisConfig) -> RedisConfig:
     scheme = config.url.partition("://")[0].lower() if "://" in config.url else ""
     if scheme not in SCHEMES:
@@ -107,7 +147,11 @@ def _check_relations(config: RedisConfig) -> RedisConfig:
             f"{_var('url')}={display_url(config.url)!r} has no supported scheme; use one of "
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
-    if any(k.lower() == "password" for k, _ in parse_qsl(urlsplit(config.url).query)):
+    try:
+        query = urlsplit(config.url).query
+    except ValueError:
+        query = ""  # reported below by _parse_url, with the password masked
+    if any(k.lower() == "password" for k, _ in parse_qsl(query)):
         raise ConfigError(
             f"{_var('url')} carries a password in its query string, where it would show in logs; put it in the "
             f"URL's userinfo (redis://:PASSWORD@host) or in {_var('password')}"
@@ -130,6 +174,10 @@ def _check_relations(config: RedisConfig) -> RedisConfig:
             f"{_var('socket_timeout')}={config.socket_timeout} must exceed {_var('poll_timeout')}="
             f"{config.poll_timeout}: a blocking wait would otherwise look like a dead connection"
         )
+    _parse_url(config)
+    # Secrets stay out of every public view of the settings object (vars(), asdict(), a logged dict).
+    object.__setattr__(config, "url", _HiddenURL(config.url))
+    object.__setattr__(config, "password", _Hidden(config.password))
     return config
 
 

@@ -303,3 +303,53 @@ async def test_item4_never_started_is_told_apart_from_died_mid_job(redis_server:
     assert "worker died" in letter.error
     assert letter.attempts == 1
     await conn.aclose()
+
+
+# --------------------------------------------------------------------------- 10. password redaction
+
+SECRET = "Zq9sEcReT"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://user:ab/{SECRET}@example.com:6379/0",  # '/' in a base64 secret
+        f"redis://user:ab#{SECRET}@example.com:6379/0",
+        f"redis://user:ab?{SECRET}@example.com:6379/0",
+        f"redis://user:ab[{SECRET}@example.com:6379/0",
+        f"user:{SECRET}@example.com:6379",  # no scheme
+        f"rediss://:{SECRET}@example.com:notaport/0",
+    ],
+)
+async def test_item10_password_never_shown_and_every_failure_is_a_config_error(url: str) -> None:
+    from nestq_redis import display_url
+
+    from nestq_spec import ConfigError, redact
+
+    assert SECRET not in display_url(url)
+    assert SECRET not in redact(url)
+    assert SECRET not in redact({"NESTQ_REDIS__URL": url})
+    with pytest.raises(ConfigError) as info:
+        load_config({"url": url}, env={})
+    assert SECRET not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config(env={"NESTQ_REDIS__URL": url})
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize("password", [f"ab/#?[@{SECRET}", f"ab@{SECRET}"])
+async def test_item10_url_with_escaped_specials_boots_and_secrets_stay_out_of_views(password: str) -> None:
+    import dataclasses
+    from urllib.parse import quote
+
+    from nestq_redis import RedisQueueModule
+
+    # Percent-encoded, or an unescaped '@' (the client library splits the userinfo at the last '@' too).
+    url = f"redis://user:{quote(password, safe='') if '/' in password else password}@example.com:6379/0"
+    config = load_config({"url": url, "password": SECRET}, env={})
+    assert config.password == SECRET
+    assert config.url == url
+    for view in (repr(config), repr(vars(config)), repr(dataclasses.asdict(config)), str(vars(config)),
+                 repr(RedisConnection(config)), repr(RedisQueueModule.for_root({"url": url}))):
+        assert SECRET not in view
+        assert quote(SECRET) not in view
