@@ -130,7 +130,7 @@ def _parse_url(config: RedisConfig) -> None:
     from redis.connection import parse_url
 
     try:
-        parse_url(config.url)
+        parse_url(config.url)  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise ConfigError(
             f"{_var('url')}={display_url(config.url)!r} cannot be read by redis-py ({type(exc).__name__}); check "
