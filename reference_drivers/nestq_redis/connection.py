@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
+import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from nestq_spec import JobProducer, JSONValue, encode_job, validate_queue_name
+from nestq_spec import ConfigError, JobProducer, JSONValue, encode_job, validate_queue_name
 
 from .config import RedisConfig, display_url, load_config
 from .store import MAX_PRIORITY, RedisQueueStore
@@ -21,7 +22,39 @@ from .store import MAX_PRIORITY, RedisQueueStore
 if TYPE_CHECKING:
     from .admin import RedisQueueAdmin
 
-__all__ = ["MAX_PRIORITY", "RedisConnection", "make_client"]
+__all__ = ["MAX_PRIORITY", "PERMANENT_ERRORS", "RedisConnection", "check_access", "make_client"]
+
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthenticationWrongNumberOfArgsError,
+    redis.exceptions.NoPermissionError,
+)
+"""Errors no retry can cure (wrong credentials, an ACL that forbids what the driver needs): they fail the boot."""
+
+
+async def check_access(store: RedisQueueStore, config: RedisConfig, queues: Sequence[str]) -> None:
+    """Fail with a :class:`~nestq_spec.ConfigError` when Redis refuses the credentials or a needed command.
+
+    Checks a ping and the driver's scripts on every key of ``queues``. An unreachable Redis is left to the
+    worker's retries (it may just be starting). Run once when a worker starts: a wrong password or a missing ACL
+    permission is a configuration error, not an outage to retry quietly while the process serves nothing.
+    """
+    where = display_url(config.url)
+    try:
+        await store.client.ping()
+        for queue in queues:
+            await store.depth(queue)  # a script over every key of the queue: EVALSHA, SCRIPT LOAD, key patterns
+    except PERMANENT_ERRORS as exc:
+        kind = "refused the credentials" if not isinstance(exc, redis.exceptions.NoPermissionError) else (
+            "denies a permission the driver needs (it runs Lua scripts with EVALSHA / SCRIPT LOAD on every key "
+            f"under {config.key_prefix}:*)"
+        )
+        raise ConfigError(
+            f"Redis at {where} {kind}: {type(exc).__name__}: {exc}; check NESTQ_REDIS__URL, "
+            "NESTQ_REDIS__PASSWORD and the server's ACL"
+        ) from None
+    except (redis.exceptions.RedisError, OSError):
+        return
 
 _FAKE_SERVERS: dict[str, Any] = {}
 

@@ -43,7 +43,7 @@ from nestq_spec import (
 )
 
 from .config import RedisConfig, display_url
-from .connection import RedisConnection
+from .connection import RedisConnection, check_access
 from .store import ClaimedJob, RedisQueueStore
 
 __all__ = ["STORAGE_ERRORS", "RedisWorker", "error_text"]
@@ -209,6 +209,8 @@ class RedisWorker(Transport):
         try:
             store = RedisQueueStore(client, prefix=self.config.key_prefix,
                                     dead_letter_max=self.config.dead_letter_max)
+            # Issue 13 (item 7): a wrong password or a missing ACL permission fails the boot (ConfigError).
+            await check_access(store, self.config, list(table))
             run = _Run(self.config, store, container, table)
             await run.serve(cancel)
         finally:

@@ -353,3 +353,72 @@ async def test_item10_url_with_escaped_specials_boots_and_secrets_stay_out_of_vi
                  repr(RedisConnection(config)), repr(RedisQueueModule.for_root({"url": url}))):
         assert SECRET not in view
         assert quote(SECRET) not in view
+
+
+# --------------------------------------------------------------------------- 7. permanent errors
+
+
+@pytest.fixture
+def acl_redis_server() -> Any:
+    """A private redis-server with a password and an ACL user that may not run scripts."""
+    from nestq_redis_testkit import require_redis_server
+
+    require_redis_server()
+    with RedisServer(extra_args=["--requirepass", "right-pw"]) as server:
+        yield server
+
+
+async def _serve_once(url: str, prefix: str, queue: str, **pinned: object) -> BaseException | None:
+    runs: dict[int, int] = {}
+    settings = {"url": url, "key_prefix": prefix, "poll_timeout": 0.1, **pinned}
+    root = module(imports=[RedisQueueModule.for_root(settings), RedisQueueWorkerModule],
+                  providers=[counting_processor(queue, runs)])(type("Issue13Boot", (), {}))
+    app = Application.create(root)
+    cancel = CancellationToken()
+    task = asyncio.create_task(app.serve(cancel, shutdown_timeout=10))
+    done, _ = await asyncio.wait({task}, timeout=10)
+    if not done:
+        cancel.cancel()
+        await asyncio.wait_for(task, 15)
+        return None
+    return task.exception()
+
+
+async def test_item7_wrong_password_and_missing_permission_fail_the_boot(acl_redis_server: RedisServer,
+                                                                          prefix: str) -> None:
+    from nestq_spec import ConfigError
+
+    server = acl_redis_server
+    queue = new_queue("acl")
+    wrong = f"redis://:wrong-pw@127.0.0.1:{server.port}/0"
+    error = await _serve_once(wrong, prefix, queue)
+    assert isinstance(error, ConfigError), error
+    assert "refused the credentials" in str(error)
+    assert "wrong-pw" not in str(error)
+
+    admin = connection(server.url, prefix, password="right-pw")
+    await admin.client.execute_command("ACL", "SETUSER", "noscripts", "on", ">pw", "~*", "+@all", "-evalsha",
+                                       "-eval", "-script")
+    error = await _serve_once(f"redis://noscripts:pw@127.0.0.1:{server.port}/0", prefix, new_queue("acl"))
+    assert isinstance(error, ConfigError), error
+    assert "denies a permission" in str(error)
+    await admin.aclose()
+
+
+async def test_item7_persistent_errors_keep_being_reported(redis_server: RedisServer, prefix: str,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A queue whose keys hold the wrong type is reported at WARNING again and again, never only once."""
+    queue = new_queue("wrongtype-loop")
+    conn = connection(redis_server.url, prefix)
+    await conn.client.set(conn.store.keys(queue).signal, "a string, not a list")
+    caplog.set_level(logging.DEBUG, logger="nestq.redis")
+    async with serving(redis_server.url, prefix, [counting_processor(queue, {})], poll_timeout=0.1):
+        await until(lambda: _true(len(_warnings(caplog, f"claim on {queue}")) >= 3), 15,
+                    "three WARNING reports of the failing claim loop")
+    assert all("WRONGTYPE" in r.getMessage() for r in _warnings(caplog, f"claim on {queue}"))
+    await conn.client.delete(conn.store.keys(queue).signal)
+    await conn.aclose()
+
+
+def _warnings(caplog: pytest.LogCaptureFixture, what: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == logging.WARNING and what in r.getMessage()]
