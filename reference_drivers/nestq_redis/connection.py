@@ -206,9 +206,13 @@ class RedisConnection(JobProducer):
         priority: int = 0,
         job_id: str | None = None,
     ) -> str:
-        """Store ``data`` as it is, bypassing the envelope: for tests and tools that plant messages."""
+        """Store ``data`` as it is, bypassing the envelope: for tests and tools that plant messages.
+
+        ``data`` is held to ``max_payload_bytes`` like any push.
+        """
         validate_queue_name(queue)
-        return await self.store.push(queue, bytes(data), delay=delay, priority=priority, job_id=job_id)
+        data = self._check_size(queue, bytes(data))
+        return await self.store.push(queue, data, delay=delay, priority=priority, job_id=job_id)
 
     async def ping(self) -> None:
         """Raise unless the server answers."""

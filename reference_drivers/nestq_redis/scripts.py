@@ -102,16 +102,17 @@ end
 
 -- What is wrong with the metadata of job ``id`` (a field a script would do arithmetic or a lookup with), or
 -- nil when it is sound.
+local BAD = 'corrupt entry quarantined: meta field '
 local function corrupt(id)
   local f = redis.call('HMGET', K_META, id .. ':a', id .. ':p', id .. ':u')
   if not counter_ok(f[1]) then
-    return 'meta field ' .. id .. ':a (attempts) holds ' .. show(f[1]) .. ', not a non-negative integer'
+    return BAD .. id .. ':a (attempts) holds ' .. show(f[1]) .. ', not a non-negative integer'
   end
   if f[2] and not (counter_ok(f[2]) and tonumber(f[2]) < LEVELS) then
-    return 'meta field ' .. id .. ':p (priority) holds ' .. show(f[2]) .. ', not a priority 0-' .. (LEVELS - 1)
+    return BAD .. id .. ':p (priority) holds ' .. show(f[2]) .. ', not a priority 0-' .. (LEVELS - 1)
   end
   if not counter_ok(f[3]) then
-    return 'meta field ' .. id .. ':u (unconfirmed claims) holds ' .. show(f[3]) .. ', not a non-negative integer'
+    return BAD .. id .. ':u (unconfirmed claims) holds ' .. show(f[3]) .. ', not a non-negative integer'
   end
   return nil
 end
@@ -147,12 +148,13 @@ local function bury(id, now, dead_max)
   end
 end
 
--- A job whose metadata is corrupt goes to the dead letters on its own, its bad fields dropped (their values
--- are in the error). The caller has already taken it out of the list or set it was read from.
+-- A job whose metadata is corrupt (or that is too large to run) goes to the dead letters on its own with the
+-- error ``why``, its bad fields dropped (their values are in the error). The caller has already taken it out
+-- of the list or set it was read from.
 local function quarantine(id, why, now, dead_max)
   redis.call('ZREM', K_LEASES, id)
   redis.call('HDEL', K_META, id .. ':a', id .. ':t', id .. ':p', id .. ':c', id .. ':u')
-  redis.call('HSET', K_META, id .. ':e', 'corrupt entry quarantined: ' .. why)
+  redis.call('HSET', K_META, id .. ':e', why)
   bury(id, now, dead_max)
 end
 
@@ -252,8 +254,8 @@ end
 return 1
 """
 
-# ARGV: limit, lease_ms, token, promote_max, dead_max (-1: no cap)
-#   -> {quarantined, id1, data1, attempt1, ...}
+# ARGV: limit, lease_ms, token, promote_max, dead_max (-1: no cap), max_bytes (0: no limit)
+#   -> {quarantined, id1, data1, attempt1, ...}; quarantined counts corrupt and oversize jobs dead-lettered
 # Promoting due delayed jobs here (not only in the sweep) keeps retry latency independent of the sweep
 # interval. Each claimed job is marked "<id>:c" until the worker confirms it received the claim (CONFIRM): a
 # lease that expires unconfirmed means the reply never reached a worker, so the job never started there.
@@ -267,6 +269,7 @@ end
 local limit = tonumber(ARGV[1])
 local token = ARGV[3]
 local dead_max = tonumber(ARGV[5])
+local max_bytes = tonumber(ARGV[6])
 local now = now_ms()
 promote_due(now, tonumber(ARGV[4]), dead_max)
 local deadline = now + tonumber(ARGV[2])
@@ -290,9 +293,15 @@ for _, entry in ipairs(picked) do
   -- LRANGE lists newest first; RPOP takes the oldest first.
   for i = #ids, 1, -1 do
     local id = ids[i]
-    local data = redis.call('HGET', K_JOBS, id)
+    local size = redis.call('HSTRLEN', K_JOBS, id)
+    local data = false
     local why = false
-    if data then
+    if max_bytes > 0 and size > max_bytes then
+      -- Refused without loading it into the worker: a job above the size limit cannot be a valid one.
+      data = true
+      why = 'job is ' .. size .. ' bytes, above max_payload_bytes=' .. max_bytes .. '; refused without running it'
+    elseif size > 0 or redis.call('HEXISTS', K_JOBS, id) == 1 then
+      data = redis.call('HGET', K_JOBS, id)
       why = corrupt(id) or false
     end
     checked[#checked + 1] = {id, data, why}

@@ -202,7 +202,9 @@ class RedisQueueStore:
     the timeouts passed to :meth:`wait`.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "nestq", dead_letter_max: int = 0) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, *, prefix: str = "nestq", dead_letter_max: int = 0, max_job_bytes: int = 0
+    ) -> None:
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("RedisQueueStore needs a client created with decode_responses=False")
         if not prefix or "{" in prefix or "}" in prefix:
@@ -211,6 +213,8 @@ class RedisQueueStore:
         self._prefix = prefix
         # The cap on dead letters per queue, enforced by every script that dead-letters (-1 in Lua: no cap).
         self._dead_max = dead_letter_max if dead_letter_max > 0 else -1
+        # Claims dead-letter larger jobs without loading them (0: no limit).
+        self._max_job_bytes = max(0, max_job_bytes)
         self._queues_key = f"{prefix}:queues"
         self._keys: dict[str, tuple[QueueKeys, tuple[str, ...], tuple[str, ...]]] = {}
         # The keys of the one-job push fast path: jobs, ready (level 0), signal.
@@ -395,10 +399,11 @@ class RedisQueueStore:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
         _, full, _ = self._resolve(queue)
         token = token or secrets.token_hex(8)
-        raw = await self._claim(keys=full, args=[limit, max(1, _ms(lease_seconds)), token, _BATCH, self._dead_max])
+        raw = await self._claim(keys=full, args=[limit, max(1, _ms(lease_seconds)), token, _BATCH, self._dead_max,
+                                                 self._max_job_bytes])
         if raw[0]:
-            log.error("claim on %s quarantined %d job(s) with corrupt metadata to the dead letters (their errors "
-                      "name the corruption); the other jobs are unaffected", queue, raw[0])
+            log.error("claim on %s dead-lettered %d job(s) with corrupt metadata or above the size limit (their "
+                      "errors say which); the other jobs are unaffected", queue, raw[0])
         it = iter(raw[1:])
         return [
             ClaimedJob(job_id.decode(), data, attempt, token) for job_id, data, attempt in zip(it, it, it, strict=False)

@@ -208,7 +208,8 @@ class RedisWorker(Transport):
         client = self.connection.new_client(resend=False)
         try:
             store = RedisQueueStore(client, prefix=self.config.key_prefix,
-                                    dead_letter_max=self.config.dead_letter_max)
+                                    dead_letter_max=self.config.dead_letter_max,
+                                    max_job_bytes=self.config.max_payload_bytes)
             # Issue 13 (item 7): a wrong password or a missing ACL permission fails the boot (ConfigError).
             await check_access(store, self.config, list(table))
             run = _Run(self.config, store, container, table)

@@ -422,3 +422,52 @@ async def test_item7_persistent_errors_keep_being_reported(redis_server: RedisSe
 
 def _warnings(caplog: pytest.LogCaptureFixture, what: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno == logging.WARNING and what in r.getMessage()]
+
+
+# --------------------------------------------------------------------------- 12. inputs the producer accepts
+
+
+@pytest.mark.parametrize(
+    ("job_id", "why"),
+    [("", "empty"), ("x" * 1_000_000, "characters long"), (42, "must be a string"), ("a\ud800b", "not allowed"),
+     ("has space", "not allowed"), (":lead", "not allowed")],
+)
+async def test_item12_job_ids_are_validated(redis_server: RedisServer, prefix: str, job_id: Any, why: str) -> None:
+    conn = connection(redis_server.url, prefix)
+    queue = new_queue("ids")
+    with pytest.raises(ValueError, match=why):
+        await conn.push_json(queue, {"n": 1}, job_id=job_id)
+    with pytest.raises(ValueError, match=why):
+        await conn.push_raw(queue, b"{}", job_id=job_id, priority=3)
+    assert (await conn.store.depth(queue)).ready == 0
+    assert await conn.enqueue(queue, {"n": 1}, job_id="order-42:v1.0_x") == "order-42:v1.0_x"
+    await conn.aclose()
+
+
+async def test_item12_oversize_jobs_are_refused_by_push_raw_and_the_worker(redis_server: RedisServer,
+                                                                           prefix: str) -> None:
+    """push_raw holds data to max_payload_bytes; a worker dead-letters a planted oversize job without loading it."""
+    queue = new_queue("huge")
+    limit = 64 * 1024
+    conn = connection(redis_server.url, prefix, max_payload_bytes=limit)
+    with pytest.raises(ValueError, match="MAX_PAYLOAD_BYTES"):
+        await conn.push_raw(queue, b"x" * (limit + 1))
+    # Planted behind the driver's back (another producer with a higher limit): three oversize jobs, one normal.
+    big = connection(redis_server.url, prefix)
+    huge_ids = [await big.enqueue(queue, {"n": 100 + n, "pad": "x" * (2 * limit)}) for n in range(3)]
+    await big.enqueue(queue, {"n": 1})
+    runs: dict[int, int] = {}
+    async with serving(redis_server.url, prefix, [counting_processor(queue, runs)], max_payload_bytes=limit):
+        await until(lambda: _true(runs == {1: 1}), 10, "the normal job run", seen=lambda: _value(runs))
+        await until(lambda: _dead(conn, queue, 3), 10, "three oversize jobs dead-lettered")
+    for job_id in huge_ids:
+        letter = await conn.admin.dead_letter(queue, job_id)
+        assert letter is not None
+        assert "above max_payload_bytes=65536" in letter.error
+    assert runs == {1: 1}
+    await conn.aclose()
+    await big.aclose()
+
+
+async def _dead(conn: RedisConnection, queue: str, n: int) -> bool:
+    return (await conn.store.depth(queue)).dead == n

@@ -439,7 +439,8 @@ async def test_sweep_lock(store: RedisQueueStore) -> None:
 async def test_sweep_in_chunks(store: RedisQueueStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "_BATCH", 2)
     await store.push_many(Q, [b"1", b"2", b"3", b"4", b"5"])
-    await store.push_many(Q, [b"d"] * 3, delay=0.01)
+    # Due well after the claim, which would otherwise promote them itself on a slow machine.
+    await store.push_many(Q, [b"d"] * 3, delay=0.3)
     await store.claim(Q, limit=5, lease_seconds=0.05)
     last_deadline = await last_score(store, store.keys(Q).leases)
     last_due = await last_score(store, store.keys(Q).delayed)
