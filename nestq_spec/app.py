@@ -61,6 +61,9 @@ class Application:
         stop = asyncio.create_task(inner.wait())
         pending = set(tasks)
         error: BaseException | None = None
+        late_error: BootError | None = None
+        late: set[asyncio.Task[None]] = set()
+        finished: dict[asyncio.Task[None], float] = {}
 
         def collect(done: set[asyncio.Task[None]]) -> None:
             nonlocal error
@@ -82,15 +85,20 @@ class Application:
                 pending -= done
                 collect(done)
             if pending:
+                loop = asyncio.get_running_loop()
+                stopping = loop.time()
                 done, late = await asyncio.wait(pending, timeout=shutdown_timeout)
                 collect(done)
                 if late:
+                    for task in late:
+                        task.add_done_callback(lambda t: finished.setdefault(t, loop.time()))
                     names = ", ".join(sorted(tasks[t] for t in late))
                     log.error("transport(s) %s still running %ss after cancellation; cancelling", names,
                               shutdown_timeout)
-                    error = error or BootError(
+                    late_error = BootError(
                         f"transport(s) {names} did not return within {shutdown_timeout}s of cancellation"
                     )
+                    error = error or late_error
         finally:
             leftovers = [t for t in (*tasks, stop) if not t.done()]
             for task in leftovers:
@@ -98,6 +106,17 @@ class Application:
             if leftovers:
                 # Let cancelled transports run their cleanup, but never wait forever on one that ignores it.
                 await asyncio.wait(leftovers, timeout=_CANCEL_GRACE)
+            if late_error is not None:
+                # Say by how much each one overran, so a too-short timeout is told apart from a hung transport.
+                overran = "; ".join(
+                    f"{tasks[t]} " + (f"returned {finished[t] - stopping:.1f}s after cancellation, "
+                                      f"{finished[t] - stopping - shutdown_timeout:.1f}s over, once cancelled"
+                                      if t in finished else f"was still running {loop.time() - stopping:.1f}s "
+                                      "after cancellation and was abandoned")
+                    for t in sorted(late, key=lambda t: tasks[t])
+                )
+                late_error.args = (f"{late_error.args[0]} ({overran}); give the transports a shorter grace of "
+                                   "their own or raise the shutdown timeout (nestq run --shutdown-timeout)",)
             for task in tasks:
                 if task.done() and not task.cancelled():
                     task.exception()  # retrieved, so asyncio does not log it as never retrieved

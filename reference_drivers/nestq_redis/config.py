@@ -12,12 +12,17 @@ from urllib.parse import parse_qsl, urlsplit
 
 from nestq_spec import ConfigError, env_var, load_settings, redact, setting, settings
 
-__all__ = ["SCHEMES", "RedisConfig", "display_url", "load_config"]
+__all__ = ["SCHEMES", "SHUTDOWN_MARGIN", "RedisConfig", "display_url", "load_config"]
 
 SCHEMES = ("redis", "rediss", "unix", "fakeredis")
 """URL schemes the driver accepts; ``fakeredis://[name]`` runs on an embedded in-process server."""
 
 _DAY = 86400.0
+
+SHUTDOWN_MARGIN = 5.0
+"""Seconds a stopping worker may take beyond ``shutdown_grace`` (returning unstarted jobs, recording outcomes,
+stopping its loops): ``shutdown_grace + SHUTDOWN_MARGIN`` must fit in the app's shutdown timeout
+(``nestq run --shutdown-timeout``, 30 s by default), or a deploy with long jobs ends like a crash."""
 
 
 @settings("redis")
@@ -51,7 +56,8 @@ class RedisConfig:
         default=8 * 1024 * 1024, min=1024, max=512 * 1024 * 1024, help="largest encoded job a push accepts, in bytes"
     )
     shutdown_grace: float = setting(
-        default=30.0, min=0.0, help="seconds a stopping worker waits for running jobs; later they are redelivered"
+        default=25.0, min=0.0, help="seconds a stopping worker waits for running jobs; later they are redelivered "
+        "(keep it SHUTDOWN_MARGIN=5 s under nestq run's --shutdown-timeout, 30 s by default)"
     )
     poll_timeout: float = setting(
         default=1.0, min=0.01, max=60.0, help="longest blocking wait for new jobs, in seconds (finite: reconnects)"

@@ -471,3 +471,70 @@ async def test_item12_oversize_jobs_are_refused_by_push_raw_and_the_worker(redis
 
 async def _dead(conn: RedisConnection, queue: str, n: int) -> bool:
     return (await conn.store.depth(queue)).dead == n
+
+
+# --------------------------------------------------------------------------- 5. shutdown defaults
+
+
+async def test_item5_default_grace_fits_in_the_default_shutdown_timeout() -> None:
+    import inspect
+
+    from nestq_redis import RedisConfig
+    from nestq_redis.config import SHUTDOWN_MARGIN
+
+    from nestq_spec.cli import build_parser
+
+    app_default = inspect.signature(Application.run).parameters["shutdown_timeout"].default
+    cli_default = build_parser().parse_args(["run", "x:y"]).shutdown_timeout
+    assert RedisConfig().shutdown_grace + SHUTDOWN_MARGIN <= min(app_default, cli_default)
+
+
+async def test_item5_sigterm_during_a_long_job_is_a_clean_exit(redis_server: RedisServer, prefix: str,
+                                                                tmp_path: Any) -> None:
+    """``nestq run`` with the driver's grace + margin as its timeout: SIGTERM while a job runs past the grace
+    exits 0 (not 2) and the job keeps its lease for redelivery. Scaled down: grace 1 s instead of 25 s."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nestq_redis.config import SHUTDOWN_MARGIN
+
+    here = Path(__file__).resolve().parent
+    queue = new_queue("long")
+    grace = 1.0
+    env = dict(os.environ)
+    env.update({"NESTQ_REDIS__URL": redis_server.url, "NESTQ_REDIS__KEY_PREFIX": prefix, "NESTQ_FAULT_QUEUE": queue,
+                "NESTQ_FAULT_RESULTS": f"{prefix}:results", "NESTQ_REDIS__SHUTDOWN_GRACE": str(grace),
+                "PYTHONPATH": os.pathsep.join(p for p in (str(here), env.get("PYTHONPATH", "")) if p)})
+    env.pop("PYTEST_CURRENT_TEST", None)
+    log = tmp_path / "worker.log"
+    conn = connection(redis_server.url, prefix)
+    await conn.enqueue(queue, {"n": 1, "work": 60})
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nestq_spec.cli", "run", "redis_fault_app:WorkerApp", "--shutdown-timeout",
+             str(grace + SHUTDOWN_MARGIN)], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=here)
+    try:
+        await until(lambda: _leased(conn, queue), 20, "the long job to be claimed",
+                    seen=lambda: _value(log.read_text(errors="replace")))
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        while proc.poll() is None:
+            assert time.monotonic() - stopping < grace + SHUTDOWN_MARGIN + 10, "the worker did not exit"
+            await asyncio.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text(errors="replace")
+    assert proc.returncode == 0, text
+    assert "did not return within" not in text
+    assert "still running after the" in text
+    assert (await conn.store.depth(queue)).leased == 1  # kept its lease: redelivered once it expires
+    await conn.aclose()
+
+
+async def _leased(conn: RedisConnection, queue: str) -> bool:
+    return (await conn.store.depth(queue)).leased == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import threading
 from collections.abc import Awaitable, Callable
@@ -165,7 +166,11 @@ async def test_a_transport_that_ignores_cancel_is_a_boot_error_after_the_shutdow
     cancel.cancel()
     with pytest.raises(BootError) as info:
         await within(serving, "serve to give up on the stubborn transport")
-    assert str(info.value) == "transport(s) Stubborn did not return within 0.05s of cancellation"
+    message = str(info.value)
+    assert message.startswith("transport(s) Stubborn did not return within 0.05s of cancellation (Stubborn returned ")
+    # By how much it overran (issue 13, item 5): it returned once its task was cancelled at the timeout.
+    assert re.search(r"returned \d+\.\ds after cancellation, \d+\.\ds over, once cancelled", message), message
+    assert "--shutdown-timeout" in message
     assert "task cancelled Stubborn" in log  # its task was cancelled, so it ran its cleanup
     assert "stopped Polite" in log
 
