@@ -186,7 +186,7 @@ end
 """
 
 # ARGV: delay_ms, priority, batch ('' or "<batch id>:<chunk>"), id1, data1, id2, data2, ...
-#   -> number of jobs created
+#   -> {number of jobs created, 1 when the queue held no other job (register it again) else 0}
 # HSETNX makes a caller-chosen id idempotent while that job is alive; a batch member (KEYS[18]) makes the whole
 # chunk idempotent for BATCH_MEMORY_MS (an hour), even after its jobs have run and been deleted.
 PUSH = (
@@ -204,7 +204,7 @@ local now = now_ms()
 if batch ~= '' then
   redis.call('ZREMRANGEBYSCORE', K_BATCHES, '-inf', now - {BATCH_MEMORY_MS})
   if redis.call('ZSCORE', K_BATCHES, batch) then
-    return 0
+    return {{0, 0}}
   end
   redis.call('ZADD', K_BATCHES, now, batch)
   redis.call('PEXPIRE', K_BATCHES, {BATCH_MEMORY_MS})
@@ -228,7 +228,12 @@ end
 if n > 0 and delay <= 0 then
   signal()
 end
-return n
+-- Fresh: the queue held no other job, so it may be new, or Redis may have lost its data (and the queues set).
+local fresh = 0
+if n > 0 and redis.call('HLEN', K_JOBS) == n then
+  fresh = 1
+end
+return {{n, fresh}}
 """
 )
 
@@ -250,6 +255,10 @@ end
 redis.call('LPUSH', KEYS[2], id)
 if redis.call('LLEN', KEYS[3]) == 0 then
   redis.call('LPUSH', KEYS[3], '1')
+end
+-- 2: the queue held no other job (new, or Redis lost its data): the caller registers the queue again.
+if redis.call('HLEN', KEYS[1]) == 1 then
+  return 2
 end
 return 1
 """

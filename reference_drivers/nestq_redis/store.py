@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -220,8 +221,12 @@ class RedisQueueStore:
         # The keys of the one-job push fast path: jobs, ready (level 0), signal.
         self._ready_keys: dict[str, tuple[str, str, str]] = {}
         # Queues this instance has already added to the queues set: registering once per process keeps the
-        # set out of the push script, whose keys must all live in the queue's slot.
+        # set out of the push script, whose keys must all live in the queue's slot. The push scripts also report
+        # a push into a queue that held no other job, which registers it again: a queue must not vanish from the
+        # set when Redis loses its data while this process keeps pushing (issue 13, item 8).
         self._registered: set[str] = set()
+        self._next_register: dict[str, float] = {}
+        self._maybe_lost: set[str] = set()
         reg = client.register_script
         self._push = reg(scripts.PUSH)
         self._push_ready = reg(scripts.PUSH_READY)
@@ -277,6 +282,16 @@ class RedisQueueStore:
         self._keys[queue] = entry
         return entry
 
+    async def _reregister(self, queue: str) -> None:
+        # A push found the queue holding no other job: Redis may have lost its data, the queues set with it.
+        # Registered again on the first push at least a second after the last time, so a queue that a fast
+        # worker keeps empty does not cost a round trip per push.
+        now = time.monotonic()
+        if now >= self._next_register.get(queue, 0.0):
+            self._next_register[queue] = now + 1.0
+            await self._client.sadd(self._queues_key, queue)
+            self._maybe_lost.discard(queue)
+
     async def _register(self, queue: str) -> None:
         if queue not in self._registered:
             await self._client.sadd(self._queues_key, queue)
@@ -311,7 +326,10 @@ class RedisQueueStore:
                 await self._register(queue)
             if job_id is None:
                 job_id = os.urandom(_ID_BYTES).hex()
-            await self._eval(self._push_ready, keys, (job_id, data))
+            if await self._eval(self._push_ready, keys, (job_id, data)) == 2:
+                self._maybe_lost.add(queue)
+            if queue in self._maybe_lost:
+                await self._reregister(queue)
             return job_id
         (job_id,) = await self._push_batch(queue, [data], delay, priority, None if job_id is None else [job_id])
         return job_id
@@ -373,7 +391,11 @@ class RedisQueueStore:
                         zip(ids[start : start + _CHUNK], items[start : start + _CHUNK], strict=True)
                     )
                 )
-                await self._push(keys=push_keys, args=args)
+                _, fresh = await self._push(keys=push_keys, args=args)
+                if fresh:
+                    self._maybe_lost.add(queue)
+            if queue in self._maybe_lost:
+                await self._reregister(queue)
         except RedisError as exc:
             if batch_id is None:
                 raise

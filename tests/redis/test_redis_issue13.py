@@ -538,3 +538,33 @@ async def test_item5_sigterm_during_a_long_job_is_a_clean_exit(redis_server: Red
 
 async def _leased(conn: RedisConnection, queue: str) -> bool:
     return (await conn.store.depth(queue)).leased == 1
+
+
+# --------------------------------------------------------------------------- 8. ghost queues
+
+
+async def test_item8_queue_registration_survives_redis_losing_its_data(own_redis_server: RedisServer,
+                                                                       prefix: str) -> None:
+    """Redis restarts empty (no persistence) while a producer keeps pushing: the queue is listed again."""
+    server = own_redis_server
+    queue = new_queue("ghost")
+    conn = connection(server.url, prefix)
+    await conn.enqueue(queue, {"n": 0})
+    await conn.push_many_json(queue, [{"n": 1}])
+    assert [q.name for q in await conn.admin.queues()] == [queue]
+    await conn.client.flushall()  # what a restart without persistence (or a failover to an empty replica) does
+    assert await conn.admin.queues() == []
+
+    async def listed() -> bool:
+        await conn.enqueue(queue, {"n": 2})
+        return [q.name for q in await conn.admin.queues()] == [queue]
+
+    await until(listed, 5, "the queue to be listed again after pushes into the emptied Redis")
+    await conn.client.flushall()
+
+    async def listed_after_batches() -> bool:
+        await conn.push_many_json(queue, [{"n": 3}, {"n": 4}])
+        return [q.name for q in await conn.admin.queues()] == [queue]
+
+    await until(listed_after_batches, 5, "the queue to be listed again after batch pushes")
+    await conn.aclose()
