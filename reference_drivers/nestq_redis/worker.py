@@ -453,9 +453,12 @@ class _Run:
                         job.attempt, self.config.max_attempts, retry_in, text)
         else:
             why = "out of attempts" if is_retryable(exc) else "not retryable"
+            # Issue 13 (item 9): one line per dead letter; the traceback only at DEBUG (1,000 failures must not
+            # write 11,000 lines).
             log.error("job %s on %s failed (attempt %d of %d, %s), dead-lettered: %s", job.id, held.queue.name,
-                      job.attempt, self.config.max_attempts, why, text,
-                      exc_info=None if text.endswith("truncated)") else exc)
+                      job.attempt, self.config.max_attempts, why, text.partition("\n")[0])
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("traceback of job %s on %s", job.id, held.queue.name, exc_info=exc)
         held.queue.fails.append((held, text, retry_in))
         self.outcome.set()
 

@@ -568,3 +568,32 @@ async def test_item8_queue_registration_survives_redis_losing_its_data(own_redis
 
     await until(listed_after_batches, 5, "the queue to be listed again after batch pushes")
     await conn.aclose()
+
+
+# --------------------------------------------------------------------------- 9. dead letters
+
+
+async def test_item9_dead_letter_cap_on_write_and_one_log_line_each(redis_server: RedisServer, prefix: str,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    queue = new_queue("dead-cap")
+
+    @processor
+    class Fails:
+        @process(queue=queue)
+        async def handle(self, job: dict[str, Any]) -> None:
+            raise ValueError(f"bad job {job['n']}\nsecond line of the message")
+
+    conn = connection(redis_server.url, prefix)
+    caplog.set_level(logging.INFO, logger="nestq.redis")
+    async with serving(redis_server.url, prefix, [Fails], max_attempts=1, dead_letter_max=5):
+        await conn.push_many_json(queue, [{"n": n} for n in range(40)])
+        await until(lambda: _settled(conn, queue), 20, "every job failed", seen=lambda: conn.store.depth(queue))
+        # The cap holds as soon as the letters are written, not at the next trim (every 60 s).
+        assert (await conn.store.depth(queue)).dead == 5
+    letters = await conn.admin.dead_letters(queue)
+    assert len(letters) == 5
+    dead_lines = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert len(dead_lines) == 40
+    assert all(r.exc_info is None for r in dead_lines)
+    assert all("\n" not in r.getMessage() for r in dead_lines)
+    await conn.aclose()
