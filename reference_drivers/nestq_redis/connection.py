@@ -6,6 +6,7 @@ API on the same class. The Redis client is created on first use, inside the even
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,30 @@ PERMANENT_ERRORS: tuple[type[Exception], ...] = (
 """Errors no retry can cure (wrong credentials, an ACL that forbids what the driver needs): they fail the boot."""
 
 
+_EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
+
+
+async def _warn_about_durability(client: redis.asyncio.Redis, where: str) -> None:
+    # Issue 13 (item 6): said once at worker start, as Sidekiq and BullMQ do. An evicting policy drops queued
+    # jobs silently under memory pressure; without persistence a restart loses every queued job.
+    if type(client).__module__.startswith("fakeredis"):
+        return
+    memory = await client.info("memory")
+    policy = str(memory.get("maxmemory_policy", ""))
+    if policy in _EVICTING:
+        log.warning("Redis at %s has maxmemory-policy %s: under memory pressure it evicts queued jobs without a "
+                    "trace; use noeviction (or volatile-*, which leaves the queues' keys alone)", where, policy)
+    persistence = await client.info("persistence")
+    if not int(persistence.get("aof_enabled", 0)):
+        try:
+            save: dict[Any, Any] = dict(await client.config_get("save"))
+        except redis.exceptions.ResponseError:  # CONFIG disabled (managed Redis): AOF off is all we know
+            save = {}
+        if not (save.get("save") or save.get(b"save")):
+            log.warning("Redis at %s has persistence off (no AOF, no RDB snapshots): a restart loses every queued "
+                        "job; enable appendonly yes", where)
+
+
 async def check_access(store: RedisQueueStore, config: RedisConfig, queues: Sequence[str]) -> None:
     """Fail with a :class:`~nestq_spec.ConfigError` when Redis refuses the credentials or a needed command.
 
@@ -44,6 +69,7 @@ async def check_access(store: RedisQueueStore, config: RedisConfig, queues: Sequ
         await store.client.ping()
         for queue in queues:
             await store.depth(queue)  # a script over every key of the queue: EVALSHA, SCRIPT LOAD, key patterns
+        await _warn_about_durability(store.client, where)
     except PERMANENT_ERRORS as exc:
         kind = "refused the credentials" if not isinstance(exc, redis.exceptions.NoPermissionError) else (
             "denies a permission the driver needs (it runs Lua scripts with EVALSHA / SCRIPT LOAD on every key "
@@ -57,6 +83,8 @@ async def check_access(store: RedisQueueStore, config: RedisConfig, queues: Sequ
         return
 
 _FAKE_SERVERS: dict[str, Any] = {}
+
+log = logging.getLogger("nestq.redis")
 
 
 def fake_server(url: str) -> Any:

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import redis.asyncio
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from . import scripts
 
@@ -193,6 +193,35 @@ def _new_ids(n: int) -> list[str]:
     return [raw[i : i + width] for i in range(0, width * n, width)]
 
 
+_ALLOW_OOM = "#!lua flags=allow-oom\n"
+
+
+class _OomScript:
+    """A script Redis runs even at ``maxmemory`` (the Redis 7 script flag ``allow-oom``).
+
+    Servers without script flags (Redis 6, fakeredis) get the same script without its flag line: the first
+    refusal of the flag line switches the store to plain scripts.
+    """
+
+    def __init__(self, store: RedisQueueStore, body: str) -> None:
+        self._store = store
+        self._flagged = store.client.register_script(_ALLOW_OOM + body)
+        self._plain = store.client.register_script(body)
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self._store._script_flags is not False:
+            try:
+                result = await self._flagged(keys=keys, args=args)
+            except ResponseError as exc:
+                if "near '#'" not in str(exc):
+                    raise
+                self._store._script_flags = False
+            else:
+                self._store._script_flags = True
+                return result
+        return await self._plain(keys=keys, args=args)
+
+
 class RedisQueueStore:
     """Durable at-least-once queue storage on Redis, at the level of opaque job bytes.
 
@@ -231,18 +260,21 @@ class RedisQueueStore:
         self._push = reg(scripts.PUSH)
         self._push_ready = reg(scripts.PUSH_READY)
         self._claim = reg(scripts.CLAIM)
-        self._confirm = reg(scripts.CONFIRM)
-        self._heartbeat = reg(scripts.HEARTBEAT)
-        self._ack = reg(scripts.ACK)
-        self._fail = reg(scripts.FAIL)
-        self._release = reg(scripts.RELEASE)
-        self._sweep = reg(scripts.SWEEP)
+        # Issue 13 (item 6): the scripts that keep leases alive, record outcomes or free memory must run when
+        # Redis is at maxmemory (noeviction), or leases can be neither extended nor recovered.
+        self._script_flags: bool | None = False if type(client).__module__.startswith("fakeredis") else None
+        self._confirm = _OomScript(self, scripts.CONFIRM)
+        self._heartbeat = _OomScript(self, scripts.HEARTBEAT)
+        self._ack = _OomScript(self, scripts.ACK)
+        self._fail = _OomScript(self, scripts.FAIL)
+        self._release = _OomScript(self, scripts.RELEASE)
+        self._sweep = _OomScript(self, scripts.SWEEP)
         self._depth = reg(scripts.DEPTH)
         self._next_due = reg(scripts.NEXT_DUE)
         self._dead_list = reg(scripts.DEAD_LIST)
         self._redrive = reg(scripts.REDRIVE)
-        self._purge_dead = reg(scripts.PURGE_DEAD)
-        self._trim_dead = reg(scripts.TRIM_DEAD)
+        self._purge_dead = _OomScript(self, scripts.PURGE_DEAD)
+        self._trim_dead = _OomScript(self, scripts.TRIM_DEAD)
 
     @property
     def client(self) -> redis.asyncio.Redis:
@@ -595,7 +627,7 @@ class RedisQueueStore:
         found = self._dead_letters(await self._dead_list(keys=full, args=["ids", job_id]))
         return found[0] if found else None
 
-    async def _for_dead(self, script: AsyncScript, queue: str, ids: Sequence[str] | None) -> int:
+    async def _for_dead(self, script: AsyncScript | _OomScript, queue: str, ids: Sequence[str] | None) -> int:
         _, full, _ = self._resolve(queue)
         total = 0
         if ids is None:

@@ -597,3 +597,56 @@ async def test_item9_dead_letter_cap_on_write_and_one_log_line_each(redis_server
     assert all(r.exc_info is None for r in dead_lines)
     assert all("\n" not in r.getMessage() for r in dead_lines)
     await conn.aclose()
+
+
+# --------------------------------------------------------------------------- 6. memory pressure
+
+
+async def test_item6_leases_are_kept_and_recovered_at_maxmemory(prefix: str) -> None:
+    """Over maxmemory with noeviction, heartbeat, ack, fail, sweep and purge still run (script flag allow-oom)."""
+    from nestq_redis_testkit import require_redis_server
+    from redis.exceptions import OutOfMemoryError
+
+    require_redis_server()
+    with RedisServer(extra_args=["--maxmemory-policy", "noeviction"]) as server:
+        conn = connection(server.url, prefix)
+        store = conn.store
+        queue = new_queue("oom")
+        for n in range(4):
+            await conn.enqueue(queue, {"n": n})
+        jobs = await store.claim(queue, limit=4, lease_seconds=0.3)
+        await store.confirm(queue, jobs[0].lease_token, [j.id for j in jobs])
+        for n in range(200):
+            await conn.client.set(f"{prefix}:filler:{n}", b"x" * 10_000)
+        # Over the limit, as a full server is: maxmemory set below what is used.
+        used = (await conn.client.info("memory"))["used_memory"]
+        await conn.client.config_set("maxmemory", used - 500_000)
+        with pytest.raises(OutOfMemoryError):
+            await conn.client.set(f"{prefix}:one-more", b"x")
+        pairs = [(j.id, j.lease_token) for j in jobs]
+        assert await store.heartbeat(queue, pairs[:3], 30) == set()
+        assert await store.ack(queue, pairs[:1]) == 1
+        assert await store.fail(queue, jobs[1].id, jobs[1].lease_token, "boom", retry_in=None,
+                                max_attempts=5) == "dead"
+        await until(lambda: _expired(conn, queue, 1), 5, "the unheartbeated lease to expire")
+        assert (await store.sweep(queue, max_attempts=5)).expired == 1  # recovered, under pressure
+        assert await store.purge_dead(queue) == 1
+        depth = await store.depth(queue)
+        assert (depth.ready, depth.leased, depth.dead) == (1, 1, 0)
+        await conn.aclose()
+
+
+async def test_item6_worker_start_warns_about_eviction_and_no_persistence(prefix: str,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from nestq_redis_testkit import require_redis_server
+
+    require_redis_server()
+    caplog.set_level(logging.WARNING, logger="nestq.redis")
+    with RedisServer(appendonly=False, extra_args=["--maxmemory-policy", "allkeys-lru"]) as server:
+        queue = new_queue("evict")
+        async with serving(server.url, prefix, [counting_processor(queue, {})]):
+            await until(lambda: _true(any("persistence off" in r.getMessage() for r in caplog.records)), 10,
+                        "the persistence warning")
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("maxmemory-policy allkeys-lru" in m for m in messages) == 1
+    assert sum("persistence off" in m for m in messages) == 1
