@@ -5,8 +5,11 @@
     nestq redis queues                         depths of every queue under the key prefix
     nestq redis dead list QUEUE [--limit N]    dead letters, newest first
     nestq redis dead show QUEUE ID             one dead letter: error, attempts, time, envelope
-    nestq redis dead redrive QUEUE [ID ...]    back to ready (all when no id is given)
-    nestq redis dead purge QUEUE (ID ... | --all)
+    nestq redis dead redrive QUEUE (ID ... | --all) [--yes]   back to ready
+    nestq redis dead purge QUEUE (ID ... | --all) [--yes]     deleted for good
+
+Destructive actions ask for confirmation when run on a terminal; ``--yes`` skips the question (scripts, which
+have no terminal, are never asked).
 
 ``--url`` defaults to ``NESTQ_REDIS__URL`` (else ``redis://127.0.0.1:6379/0``), ``--prefix`` to
 ``NESTQ_REDIS__KEY_PREFIX`` (else ``nestq``); ``--json`` prints machine-readable output. Registered as the entry
@@ -61,14 +64,17 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     show.add_argument("queue")
     show.add_argument("id")
     show.set_defaults(func=_run(_dead_show))
-    redrive = dead.add_parser("redrive", help="move dead letters back to ready (all of the queue when no id is given)")
+    redrive = dead.add_parser("redrive", help="move dead letters back to ready: the ids given, or --all")
     redrive.add_argument("queue")
     redrive.add_argument("ids", nargs="*", metavar="ID")
+    redrive.add_argument("--all", action="store_true", help="redrive every dead letter of the queue")
+    redrive.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation on a terminal")
     redrive.set_defaults(func=_run(_dead_redrive))
     purge = dead.add_parser("purge", help="delete dead letters for good: the ids given, or --all")
     purge.add_argument("queue")
     purge.add_argument("ids", nargs="*", metavar="ID")
     purge.add_argument("--all", action="store_true", help="purge every dead letter of the queue")
+    purge.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation on a terminal")
     purge.set_defaults(func=_run(_dead_purge))
 
 
@@ -117,11 +123,37 @@ def _one_line(text: str, limit: int = 80) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+# Deeper payloads are shown as truncated text: the JSON encoder (and the decoder, deeper still) recurses per level.
+_MAX_DEPTH = 100
+_TRUNCATED_BYTES = 2000
+
+
+def _depth(value: object) -> int:
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if deepest > _MAX_DEPTH:
+                return deepest
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def _envelope(data: bytes) -> object:
     try:
-        return json.loads(data)
+        parsed: object = json.loads(data)
+    except RecursionError:
+        parsed = None
     except ValueError:
         return data.decode("utf-8", errors="replace")
+    else:
+        if _depth(parsed) <= _MAX_DEPTH:
+            return parsed
+    head = data[:_TRUNCATED_BYTES].decode("utf-8", errors="replace")
+    return (f"{head}... [truncated: the envelope is nested more than {_MAX_DEPTH} levels deep; first "
+            f"{min(len(data), _TRUNCATED_BYTES)} of {len(data)} bytes shown]")
 
 
 def _letter(d: DeadLetter) -> dict[str, object]:
@@ -176,16 +208,42 @@ async def _dead_show(admin: RedisQueueAdmin, args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirmed(args: argparse.Namespace, action: str, count: int) -> bool:
+    # Asked only on a terminal: scripts and pipes have nobody to answer.
+    if args.yes or not sys.stdin.isatty():
+        return True
+    what = f"{len(args.ids)} dead letter(s)" if args.ids else f"all {count} dead letter(s)"
+    try:
+        answer = input(f"{action} {what} of {args.queue}? [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _ids_or_all(args: argparse.Namespace, action: str) -> bool:
+    if bool(args.ids) == bool(args.all):
+        print(f"nestq redis dead {action}: give the ids to {action}, or --all (not both)", file=sys.stderr)
+        return False
+    return True
+
+
 async def _dead_redrive(admin: RedisQueueAdmin, args: argparse.Namespace) -> int:
+    if not _ids_or_all(args, "redrive"):
+        return 2
+    if not _confirmed(args, "Redrive", (await admin.queue(args.queue)).dead):
+        print("aborted: nothing redriven", file=sys.stderr)
+        return 1
     moved = await admin.redrive(args.queue, args.ids or None)
     _report(args, "redriven", moved)
     return 0 if moved or not args.ids else 1
 
 
 async def _dead_purge(admin: RedisQueueAdmin, args: argparse.Namespace) -> int:
-    if bool(args.ids) == bool(args.all):
-        print("nestq redis dead purge: give the ids to purge, or --all (not both)", file=sys.stderr)
+    if not _ids_or_all(args, "purge"):
         return 2
+    if not _confirmed(args, "Purge (delete for good)", (await admin.queue(args.queue)).dead):
+        print("aborted: nothing purged", file=sys.stderr)
+        return 1
     purged = await admin.purge_dead(args.queue, args.ids or None)
     _report(args, "purged", purged)
     return 0 if purged or not args.ids else 1
