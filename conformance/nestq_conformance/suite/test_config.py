@@ -17,7 +17,7 @@ from nestq_spec import ConfigError, describe_settings, env_var, load_settings
 def _settings_class(nq: Scenario) -> type[Any]:
     cls = nq.harness.settings_class
     if cls is None:
-        pytest.skip("the harness declares no settings_class, so its configuration cannot be checked")
+        pytest.skip("does not apply: the harness declares no settings_class, so its configuration cannot be checked")
     return cls
 
 
@@ -164,7 +164,7 @@ def test_cfg_004_invalid_env_value_names_the_variable(nq: Scenario) -> None:
         else:
             problems.append(f"{var}=not-a-valid-value was accepted")
     if not checked:
-        pytest.skip("the settings class has no numeric or boolean setting to feed a bad value")
+        pytest.skip("does not apply: the settings class has no numeric or boolean setting to feed a bad value")
     assert not problems, "; ".join(problems)
 
 
@@ -201,6 +201,6 @@ def test_cfg_006_secrets_never_shown(nq: Scenario) -> None:
         elif "://" in default:
             env[env_var(cls, f.name)] = default.split("://", 1)[0] + f"://user:{secret}@nestq-suite.invalid:1/0"
     if not env:
-        pytest.skip("the settings class has no secret or URL setting")
+        pytest.skip("does not apply: the settings class has no secret or URL setting")
     shown = repr(load_settings(cls, None, env=env))
     assert secret not in shown, f"a secret shows in the settings repr: {shown}"
