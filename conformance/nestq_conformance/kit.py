@@ -61,6 +61,7 @@ __all__ = [
     "DeliberateFailure",
     "Delivery",
     "Gate",
+    "ProbeError",
     "ProducerApp",
     "Recorder",
     "Scenario",
@@ -130,6 +131,10 @@ def run(scenario: Coroutine[Any, Any, T], timeout: float) -> T:
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+
+
+class ProbeError(AssertionError):
+    """A harness probe or hook raised: the rule fails naming the probe, not the driver's worker."""
 
 
 class Watched:
@@ -772,10 +777,37 @@ class Scenario:
     async def dead_letters(self, container: Container, queue: str, count: int = 1) -> list[DeadLetterInfo]:
         """Poll the harness's ``dead_letters`` probe until ``queue`` has at least ``count`` dead letters."""
         return await self.poll(
-            lambda: self.harness.dead_letters(container, queue),
+            lambda: self.probe("dead_letters", self.harness.dead_letters(container, queue)),
             lambda found: len(found) >= count,
             f"{count} dead letter(s) on {queue}",
         )
+
+    async def restart_storage(self) -> None:
+        """Restart the storage through the harness and check that it really restarted.
+
+        ``storage_identity()`` is read before and after ``restart_storage()``; an identity that did not change
+        means nothing restarted, and the rule fails saying so (a hook that does nothing cannot pass).
+        """
+        before = await self.probe("storage_identity", self.harness.storage_identity())
+        await self.harness.restart_storage()
+        after = await self.probe("storage_identity", self.harness.storage_identity())
+        if before == after:
+            raise AssertionError(
+                f"restart_storage() returned but the storage did not restart: storage_identity() is {before!r} "
+                "before and after (expected a new run id, process id or start time)"
+            )
+
+    async def probe(self, name: str, call: Awaitable[T]) -> T:
+        """Await a harness probe; an error inside it is reported as the probe's, not blamed on the driver's worker."""
+        try:
+            return await call
+        except (NotImplementedError, AssertionError):
+            raise
+        except Exception as exc:
+            raise ProbeError(
+                f"the harness's {name} probe raised {type(exc).__name__}: {_short(str(exc), 400)} (an error in the "
+                "harness, not a behaviour of the worker: fix the probe)"
+            ) from exc
 
     def quiet_period(self) -> float:
         """How long to watch for something that must not happen: long enough for a retry or a redelivery poll."""

@@ -259,6 +259,20 @@ class RedisHarness(DriverHarness):
             raise NotImplementedError("restart_storage hook: only a redis-server the harness started can restart")
         await asyncio.to_thread(self._server.restart)
 
+    async def storage_identity(self) -> str:
+        """The server's ``run_id`` from ``INFO server`` (a new one on every start) and its process id."""
+        plan = self._choose()
+        if plan.kind == "fake":
+            raise NotImplementedError("storage_identity probe: the embedded fakeredis has no run id")
+        import redis.asyncio as aioredis
+
+        client: Any = aioredis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+        try:
+            info = await client.info("server")
+        finally:
+            await client.aclose()
+        return f"run_id {info['run_id']} (pid {info.get('process_id')})"
+
 
 def _delete_prefix(url: str, prefix: str) -> None:
     import redis

@@ -77,6 +77,8 @@ BUGS = [
     Bug("silent_dead_letters", ("FLR-004",), frozenset({"FLR-004", "FLR-006", "ENV-007"}), ("FLR", "ENV-007")),
     Bug("no_backoff", ("FLR-003",), frozenset({"FLR-003"}), ("FLR",)),
     Bug("consumes_unlisted", ("DSP-001",), frozenset({"DSP-001"}), ("DSP",)),
+    # The Redis driver (its private redis-server), with a restart hook that restarts nothing.
+    Bug("restart_noop", ("DUR-005",), frozenset({"DUR-005"}), ("DUR-005",), sample=()),
 ]
 
 FULL = ("memory", "control")

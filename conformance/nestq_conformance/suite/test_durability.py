@@ -123,7 +123,7 @@ def test_dur_004_jobs_wait_for_a_worker_in_another_process(nq: Scenario) -> None
     "DUR-005",
     "MUST",
     requires=("storage_restart",),
-    probes=("restart_storage",),
+    probes=("restart_storage", "storage_identity"),
     hint="every storage call in the worker loop must survive a dropped connection (catch, back off for "
     "poll_interval, reconnect) and never exit serve(); jobs must be persisted before push_json returns",
 )
@@ -140,7 +140,7 @@ def test_dur_005_worker_survives_storage_restart(nq: Scenario) -> None:
                 accepted.append(i)
             await nq.eventually(lambda: rec.count(queue, outcome="ok") >= 5, "a few jobs before the restart",
                                 seen=rec.summary)
-            await nq.harness.restart_storage()
+            await nq.restart_storage()
             refused: list[str] = []
             for i in range(20, 40):
                 deadline = time.monotonic() + nq.timeout

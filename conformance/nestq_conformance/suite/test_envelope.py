@@ -142,7 +142,7 @@ def test_env_002_raw_envelope_delivered_unchanged(nq: Scenario) -> None:
         rec = Recorder()
         async with nq.worker(rec.processor(queue)) as worker:
             for data, _ in planted:
-                await nq.harness.push_raw(worker.container, queue, data)
+                await nq.probe("push_raw", nq.harness.push_raw(worker.container, queue, data))
             await nq.eventually(lambda: rec.count(queue) >= len(planted), "every planted envelope", seen=rec.summary)
         problem = compare_multisets([p for _, p in planted], rec.payloads(queue))
         assert problem is None, f"planted envelopes did not arrive as stored: {problem}"
@@ -246,7 +246,7 @@ def test_env_006_malformed_envelopes_fail_closed(nq: Scenario) -> None:
         rec = Recorder()
         async with nq.worker(rec.processor(queue)) as worker:
             for data in MALFORMED.values():
-                await nq.harness.push_raw(worker.container, queue, data)
+                await nq.probe("push_raw", nq.harness.push_raw(worker.container, queue, data))
             await worker.producer.push_json(queue, {"good": 1})
             await nq.eventually(lambda: rec.count(queue, {"good": 1}) == 1, "the good job pushed after the bad ones",
                                 seen=rec.summary)
@@ -272,7 +272,7 @@ def test_env_007_malformed_envelopes_dead_lettered_once(nq: Scenario) -> None:
         rec = Recorder()
         async with nq.worker(rec.processor(queue)) as worker:
             for data in MALFORMED.values():
-                await nq.harness.push_raw(worker.container, queue, data)
+                await nq.probe("push_raw", nq.harness.push_raw(worker.container, queue, data))
             letters = await nq.dead_letters(worker.container, queue, len(MALFORMED))
         wrong_attempts = [(d.error[:80], d.attempts) for d in letters if d.attempts != 1]
         assert not wrong_attempts, f"expected attempts=1 for every malformed envelope, found {wrong_attempts}"
@@ -303,9 +303,9 @@ def test_env_008_malformed_envelopes_not_retried_forever(nq: Scenario) -> None:
         rec = Recorder()
         async with nq.worker(rec.processor(queue)) as worker:
             for data in MALFORMED.values():
-                await nq.harness.push_raw(worker.container, queue, data)
+                await nq.probe("push_raw", nq.harness.push_raw(worker.container, queue, data))
             await nq.poll(
-                lambda: nq.harness.queue_depth(worker.container, queue),
+                lambda: nq.probe("queue_depth", nq.harness.queue_depth(worker.container, queue)),
                 lambda depth: depth == 0,
                 f"the depth of {queue} to fall to 0 after {len(MALFORMED)} malformed envelopes",
             )
