@@ -77,6 +77,15 @@ BUGS = [
     Bug("silent_dead_letters", ("FLR-004",), frozenset({"FLR-004", "FLR-006", "ENV-007"}), ("FLR", "ENV-007")),
     Bug("no_backoff", ("FLR-003",), frozenset({"FLR-003"}), ("FLR",)),
     Bug("consumes_unlisted", ("DSP-001",), frozenset({"DSP-001"}), ("DSP",)),
+    # Suite 2.
+    Bug("floaty_integers", ("ENV-009",), frozenset({"ENV-009"}), ("ENV",)),
+    Bug("folded_queue_names", ("PRD-007",), frozenset({"PRD-007", "FLR-010"}), ("PRD", "FLR-010")),
+    Bug("folded_dead_letters", ("FLR-010",), frozenset({"FLR-010"}), ("FLR",)),
+    # Attempt 0 is refused by JobMeta: every first attempt fails before the handler, so every rule counting
+    # attempts breaks, each saying "attempt 0" first.
+    Bug("attempt_zero", ("FLR-001", "FLR-002"), frozenset({
+        "FLR-001", "FLR-002", "FLR-003", "FLR-004", "FLR-006", "CTX-003", "DSP-004", "ENV-003", "ENV-007",
+    }), ("FLR", "CTX", "DSP-004", "ENV-003", "ENV-007")),
     # The Redis driver (its private redis-server), with a restart hook that restarts nothing.
     Bug("restart_noop", ("DUR-005",), frozenset({"DUR-005"}), ("DUR-005",), sample=()),
 ]

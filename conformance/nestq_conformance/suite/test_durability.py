@@ -36,7 +36,7 @@ async def _crash_mid_job(nq: Scenario) -> tuple[dict[str, Any], dict[str, Any], 
     "MUST",
     requires=("visibility_timeout", "cross_process"),
     hint="a claim must record ownership with a deadline in the storage, and a sweep must return expired claims; "
-    "a plain pop (BRPOP, a DELETE ... RETURNING without a lease) loses the job when the worker dies",
+    "a claim that removes the job with no lease (a plain pop or delete) loses it when the worker dies",
 )
 def test_dur_001_killed_worker_job_redelivered(nq: Scenario) -> None:
     """A job whose worker process is SIGKILLed mid-job is redelivered to a new worker after the visibility timeout."""

@@ -68,8 +68,8 @@ def test_sch_002_delayed_job_does_not_hold_back_others(nq: Scenario) -> None:
     "MUST",
     requires=("priority",),
     probes=("push_with_priority",),
-    hint="claim the highest priority ready job first (a sorted set by priority then sequence, or one list per "
-    "priority level polled high to low)",
+    hint="claim the highest priority ready job first (an index ordered by priority then push order, or one "
+    "queue per priority level read high to low), for every priority value including 1",
 )
 def test_sch_003_higher_priority_first(nq: Scenario) -> None:
     """With jobs of mixed priority waiting, one worker at concurrency 1 runs higher priorities first."""
