@@ -129,6 +129,14 @@ class DriverHarness(ABC):
         """
         raise NotImplementedError("storage_identity probe")
 
+    def configured_module(self, pinned: Mapping[str, object]) -> ModuleLike:
+        """The producer module as an app boots it, with only ``pinned`` pinned in code (``Module.for_root(pinned)``).
+
+        Every other setting comes from ``NESTQ_<NAMESPACE>__<KEY>`` and the defaults. The configuration rule boots
+        it (without serving) with variables set, and reads :meth:`live_settings` of the booted container.
+        """
+        raise NotImplementedError("configured_module hook")
+
     def live_settings(self, container: Container) -> object:
         """The settings object the driver booted in ``container`` actually uses (an instance of ``settings_class``).
 
@@ -151,6 +159,7 @@ OPTIONAL_PROBES: frozenset[str] = frozenset(
         "push_raw",
         "restart_storage",
         "storage_identity",
+        "configured_module",
         "live_settings",
     }
 )

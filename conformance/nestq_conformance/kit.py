@@ -899,12 +899,19 @@ class Scenario:
         app = Application.create(root)
         yield ProducerApp(app, app.container, _producer(app.container))
 
-    def worker_application(self, *processors: type[Any], settings: SuiteSettings | None = None) -> Application:
-        """Assemble (without serving) producer module + worker module + ``processors``; call inside the loop."""
+    def worker_application(
+        self, *processors: type[Any], settings: SuiteSettings | None = None, producer: ModuleLike | None = None
+    ) -> Application:
+        """Assemble (without serving) producer module + worker module + ``processors``; call inside the loop.
+
+        ``producer``: another producer module than ``harness.producer_module(settings)`` (the configuration rules
+        boot ``harness.configured_module(pinned)``).
+        """
         chosen = settings or self.settings
         root = _root_module(
             "SuiteWorkerApp",
-            [self.harness.producer_module(chosen), self.harness.worker_module(chosen)],
+            [producer if producer is not None else self.harness.producer_module(chosen),
+             self.harness.worker_module(chosen)],
             list(processors),
         )
         app = Application.create(root)

@@ -348,19 +348,21 @@ class RuleRepr(TerminalRepr):
         self.footer = footer
         crash = getattr(inner, "reprcrash", None)
         if crash is not None and isinstance(getattr(crash, "message", None), str):
+            from nestq_conformance.redaction import redact_text
+
             with contextlib.suppress(TypeError):  # not the dataclass pytest uses today: keep it as is
-                crash = dataclasses.replace(crash, message=f"{rule_id}: {crash.message}")
+                crash = dataclasses.replace(crash, message=redact_text(f"{rule_id}: {crash.message}"))
         self.reprcrash = crash
 
     def toterminal(self, tw: TerminalWriter) -> None:
         """Write header, the inner report, and the hint."""
+        from nestq_conformance.redaction import redact_text
+
         tw.line(self.header, red=True, bold=True)
         tw.line("")
-        if isinstance(self.inner, TerminalRepr):
-            self.inner.toterminal(tw)
-        else:
-            for line in str(self.inner).splitlines():
-                tw.line(line)
+        # Rendered to text first, so that what the terminal shows goes through the spec's redaction too.
+        for line in redact_text(str(self.inner)).splitlines():
+            tw.line(line)
         tw.line("")
         tw.line(self.footer, yellow=True, bold=True)
 

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from nestq_conformance.redaction import redact_text
+
 __all__ = [
     "LEVELS",
     "OUTCOMES",
@@ -151,14 +153,14 @@ def _crash_message(report: Any) -> str:
     text = getattr(crash, "message", None) if crash is not None else None
     if not text:
         text = str(longrepr) if longrepr is not None else ""
-    text = text.strip()
+    text = redact_text(text.strip())
     return text if len(text) <= 2000 else text[:1980] + " ... (truncated)"
 
 
 def _skip_reason(report: Any) -> str:
     longrepr = report.longrepr
     reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
-    return reason.removeprefix("Skipped: ").strip()
+    return redact_text(reason.removeprefix("Skipped: ").strip())
 
 
 class Collector:

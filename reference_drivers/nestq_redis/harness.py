@@ -18,6 +18,7 @@ import asyncio
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -223,6 +224,14 @@ class RedisHarness(DriverHarness):
     def worker_module(self, settings: SuiteSettings) -> ModuleLike:
         """``RedisQueueWorkerModule`` (its settings come with the producer module)."""
         return RedisQueueWorkerModule
+
+    def configured_module(self, pinned: Mapping[str, object]) -> ModuleLike:
+        """``RedisQueueModule.for_root(pinned)``: the rest from ``NESTQ_REDIS__*`` and the defaults."""
+        return RedisQueueModule.for_root(dict(pinned))
+
+    def live_settings(self, container: Container) -> object:
+        """The :class:`RedisConfig` the booted app's connection and worker are built with."""
+        return container.get(RedisConfig)
 
     def subprocess_env(self) -> dict[str, str]:
         """``NESTQ_REDIS__URL`` (the bridge's, with fakeredis) and ``NESTQ_REDIS__KEY_PREFIX`` for worker processes."""

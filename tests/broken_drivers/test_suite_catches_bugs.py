@@ -86,8 +86,13 @@ BUGS = [
     Bug("attempt_zero", ("FLR-001", "FLR-002"), frozenset({
         "FLR-001", "FLR-002", "FLR-003", "FLR-004", "FLR-006", "CTX-003", "DSP-004", "ENV-003", "ENV-007",
     }), ("FLR", "CTX", "DSP-004", "ENV-003", "ENV-007")),
+    Bug("config_ignores_env", ("CFG-007",), frozenset({"CFG-007"}), ("CFG",)),
+    # Its settings class has a URL setting the memory driver's lacks: only the rule about URLs is compared.
+    Bug("leaky_url", ("CFG-008",), frozenset({"CFG-008"}), ("CFG-008",), sample=()),
     # The Redis driver (its private redis-server), with a restart hook that restarts nothing.
     Bug("restart_noop", ("DUR-005",), frozenset({"DUR-005"}), ("DUR-005",), sample=()),
+    # The Redis driver whose heartbeat stops while every slot is busy.
+    Bug("heartbeat_on_claim", ("DUR-006",), frozenset({"DUR-006"}), ("DUR-006",), sample=()),
 ]
 
 FULL = ("memory", "control")

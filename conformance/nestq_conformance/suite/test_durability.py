@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nestq_conformance.kit import Behaviour, Recorder, Scenario, WorkerProcess, key_of
+from nestq_conformance.kit import Behaviour, Recorder, Scenario, WorkerProcess, duplicates, key_of
 from nestq_conformance.rules import rule
 
 BOOT = 20.0
@@ -89,6 +89,40 @@ def test_dur_003_long_job_not_redelivered_while_worker_alive(nq: Scenario) -> No
                                 within=long + nq.timeout, seen=rec.summary)
             await nq.stays(lambda: rec.count(queue) == 1, nq.quiet_period(), "a single delivery of the long job",
                            seen=rec.summary)
+
+    nq.run(scenario)
+
+
+@rule(
+    "DUR-006",
+    "MUST",
+    since="2",
+    requires=("visibility_timeout",),
+    hint="run the heartbeat in a task of its own that extends the lease of every running job; a heartbeat that "
+    "rides on the claim loop stops when every slot is busy, and the leases of a live worker expire",
+)
+def test_dur_006_saturated_worker_keeps_its_leases(nq: Scenario) -> None:
+    """A worker with every slot holding a job for 3 visibility timeouts keeps their leases: no job runs twice."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        slots = nq.settings.concurrency
+        long = 3 * nq.settings.visibility_timeout
+        rec = Recorder()
+        proc = rec.processor(queue, behaviour=Behaviour(work=long))
+        async with nq.worker(proc, label="saturated") as worker:
+            for i in range(slots):
+                await worker.producer.push_json(queue, {"n": i})
+            await nq.eventually(lambda: rec.running == slots, f"all {slots} slots of the first worker busy",
+                                seen=rec.summary)
+            # A second worker is idle and ready: any lease the first one lets expire hands it a running job.
+            async with nq.worker(proc, label="idle"):
+                await nq.eventually(lambda: rec.count(queue, outcome="ok") >= slots, f"the {slots} long jobs",
+                                    within=long + nq.timeout, seen=rec.summary)
+                await nq.stays(lambda: rec.count(queue) == slots, nq.quiet_period(),
+                               f"a single delivery of each of the {slots} jobs", seen=rec.summary)
+        twice = duplicates(rec.keys(queue))
+        assert not twice, f"jobs of a live, saturated worker were delivered again: {twice}; {rec.summary(queue)}"
 
     nq.run(scenario)
 
