@@ -25,6 +25,14 @@ class JobMeta:
     attempt: int = 1
     job_id: str | None = None
 
+    def __post_init__(self) -> None:
+        # A driver that counts from 0 would otherwise show handlers attempt 0 and skew every retry decision by one.
+        if isinstance(self.attempt, bool) or not isinstance(self.attempt, int) or self.attempt < 1:
+            raise ValueError(
+                f"JobMeta(attempt={self.attempt!r}): attempts start at 1 (the first delivery is attempt 1); "
+                "attempt 0 or less means the driver counts from 0 or passes the attempts *before* this one"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class JobContext:

@@ -36,6 +36,7 @@ from typing import IO, Any
 
 from nestq_conformance.harness import DriverHarness, SuiteSettings
 from nestq_conformance.kit import Scenario, WorkerApp
+from nestq_conformance.redaction import redact_text
 from nestq_spec import JobProducer, JSONValue, process, processor
 
 __all__ = [
@@ -623,7 +624,7 @@ def run_bench(
                 "spec": spec or name,
                 "name": name if name and name != "unnamed" else (spec or "unnamed"),
                 "origin": origin,
-                "describe": harness.describe(),
+                "describe": redact_text(harness.describe()),
             },
             options=options,
             settings=settings,
@@ -637,7 +638,7 @@ def run_bench(
         try:
             scenario.run(runner.run, timeout=budget)
         except AssertionError as exc:  # the kit's own deadlines and checks speak in AssertionError
-            raise BenchError(str(exc)) from exc
+            raise BenchError(redact_text(str(exc))) from exc
         return result
     finally:
         harness.session_end()

@@ -6,7 +6,8 @@ the report card as a table. Exit codes:
 
 - 0: every rule that ran passed (rules skipped for an undeclared capability and declared expected failures are fine);
 - 1: a rule failed, errored, or passed although the driver declared it an expected failure; or no rule ran;
-- 2: usage error (unknown driver, contradictory manifest, bad arguments);
+- 2: usage error (unknown driver, contradictory manifest, a declared capability whose probe the harness lacks, bad
+  arguments), or an environment error: the preflight could not round-trip one job through the driver;
 - 3: pytest was interrupted or hit an internal error.
 
 ``nestq rules [--json | --markdown]`` prints the rule catalogue, read from the suite's own test functions.
@@ -31,7 +32,9 @@ DEFAULT_DRIVER = "memory"
 
 _EPILOG = """exit codes: 0 every rule that ran passed (skips for undeclared capabilities and declared expected failures
 are fine); 1 a rule failed, errored or unexpectedly passed, or no rule ran; 2 usage error (unknown driver,
-contradictory manifest); 3 pytest interrupted or internal error.
+contradictory manifest, a declared capability without its probe) or environment error (the preflight could not
+round-trip one job); 3 pytest interrupted or internal error. A run that leaves rules out (-k, -x, node ids) is
+reported PARTIAL and never gets a green badge.
 Other options go to pytest as they are; put them after `--` when in doubt (`nestq check memory -- -vv --tb=long`)."""
 
 
@@ -90,7 +93,7 @@ def rules_command(subparsers: Any) -> None:
     parser.set_defaults(func=main_rules)
 
 
-def _pytest_args(args: argparse.Namespace, suite: Path, report_dir: Path) -> list[str]:
+def _pytest_args(args: argparse.Namespace, suite: Path, report_dir: Path, *, scratch: bool = False) -> list[str]:
     if args.driver:
         named = [f"--nestq-driver={args.driver}"]
     elif os.environ.get("NESTQ_DRIVER"):
@@ -103,6 +106,7 @@ def _pytest_args(args: argparse.Namespace, suite: Path, report_dir: Path) -> lis
         "nestq",
         *named,
         f"--nestq-report={report_dir}",
+        *(["--nestq-report-scratch"] if scratch else []),
         # The suite alone: no configuration or conftest of the current project, no cache written into the suite.
         f"--config-file={os.devnull}",
         f"--rootdir={suite}",
@@ -145,7 +149,7 @@ def main_check(args: argparse.Namespace) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="nestq-check-") as scratch:
         report_dir = Path(args.report).resolve() if args.report else Path(scratch)
-        code = int(pytest.main(_pytest_args(args, suite, report_dir)))
+        code = int(pytest.main(_pytest_args(args, suite, report_dir, scratch=not args.report)))
         sys.stdout.flush()
         if code == pytest.ExitCode.USAGE_ERROR:
             return 2

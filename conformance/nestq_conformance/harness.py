@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from nestq_conformance.capabilities import Capabilities
 from nestq_spec import Container, ModuleLike
 
-__all__ = ["DeadLetterInfo", "DriverHarness", "SuiteSettings"]
+__all__ = ["OPTIONAL_PROBES", "DeadLetterInfo", "DriverHarness", "SuiteSettings", "implemented_probes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,10 @@ class DriverHarness(ABC):
     """What a driver gives the conformance suite. Subclass it once per driver and expose an instance.
 
     Only ``name``, ``capabilities`` and the two module factories are required. Probes and hooks raise
-    ``NotImplementedError`` by default; the rules that need them are then skipped, naming the missing probe.
+    ``NotImplementedError`` by default. A probe counts as implemented when the harness's class overrides the
+    method (see :func:`implemented_probes`). Declaring a capability whose rules call a probe the harness does not
+    implement is a manifest error (the run stops before any rule); a rule that needs no capability but calls a
+    missing probe (``queue_depth``, ``push_raw``, ``live_settings``) is skipped, naming the probe.
     """
 
     name: str = "unnamed"
@@ -117,6 +120,53 @@ class DriverHarness(ABC):
         """Stop and start the storage the modules use; return once it accepts connections (``storage_restart``)."""
         raise NotImplementedError("restart_storage hook")
 
+    async def storage_identity(self) -> str:
+        """An identity of the running storage instance that changes when it restarts (``storage_restart``).
+
+        A server's run id (Redis: ``run_id`` from ``INFO server``), a process id, a broker's start time. The rules
+        that restart the storage read it before and after :meth:`restart_storage` and fail when it did not change,
+        so a ``restart_storage`` that does nothing cannot pass them.
+        """
+        raise NotImplementedError("storage_identity probe")
+
+    def configured_module(self, pinned: Mapping[str, object]) -> ModuleLike:
+        """The producer module as an app boots it, with only ``pinned`` pinned in code (``Module.for_root(pinned)``).
+
+        Every other setting comes from ``NESTQ_<NAMESPACE>__<KEY>`` and the defaults. The configuration rule boots
+        it (without serving) with variables set, and reads :meth:`live_settings` of the booted container.
+        """
+        raise NotImplementedError("configured_module hook")
+
+    def live_settings(self, container: Container) -> object:
+        """The settings object the driver booted in ``container`` actually uses (an instance of ``settings_class``).
+
+        The configuration rules boot the driver's own modules with ``NESTQ_<NAMESPACE>__<KEY>`` variables set, with
+        and without values pinned in code, and compare what this returns with what should have won.
+        """
+        raise NotImplementedError("live_settings probe")
+
     def subprocess_env(self) -> dict[str, str]:
         """Environment variables a worker subprocess needs to reach the same storage (``cross_process``)."""
         return {}
+
+
+OPTIONAL_PROBES: frozenset[str] = frozenset(
+    {
+        "dead_letters",
+        "queue_depth",
+        "push_delayed",
+        "push_with_priority",
+        "push_raw",
+        "restart_storage",
+        "storage_identity",
+        "configured_module",
+        "live_settings",
+    }
+)
+"""The :class:`DriverHarness` methods whose default raises ``NotImplementedError`` (the optional probes and hooks)."""
+
+
+def implemented_probes(harness: DriverHarness) -> frozenset[str]:
+    """The optional probes ``harness`` implements: those its class overrides from :class:`DriverHarness`."""
+    cls = type(harness)
+    return frozenset(name for name in OPTIONAL_PROBES if getattr(cls, name, None) is not getattr(DriverHarness, name))

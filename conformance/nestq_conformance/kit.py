@@ -22,10 +22,12 @@ Typical use::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import re
 import signal
@@ -61,6 +63,7 @@ __all__ = [
     "DeliberateFailure",
     "Delivery",
     "Gate",
+    "ProbeError",
     "ProducerApp",
     "Recorder",
     "Scenario",
@@ -71,6 +74,8 @@ __all__ = [
     "duplicates",
     "eventually",
     "key_of",
+    "look_alike_queues",
+    "ordinal",
     "queue_name",
     "run",
     "stays",
@@ -89,6 +94,27 @@ def queue_name(rule_id: str, suffix: str = "") -> str:
     if suffix:
         base += "-" + _SLUG.sub("-", suffix.lower()).strip("-")
     return base[:128]
+
+
+def look_alike_queues(base: str) -> list[str]:
+    """Queue names that differ from each other only by a separator (``. : - _``), by case, or by being a prefix.
+
+    A storage that maps separators or case onto one key, or builds one queue's keys as a prefix of another's,
+    mixes their jobs up; unrelated random names never show it.
+    """
+    return [
+        base,
+        f"{base}.x", f"{base}:x", f"{base}-x", f"{base}_x",
+        f"{base}-X", base.upper(),
+        f"{base}-xy", f"{base}x",
+    ]  # fmt: skip
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``12th``, ``13th``, ``21st``... for messages."""
+    if 10 <= n % 100 <= 20:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def _short(value: object, limit: int = 300) -> str:
@@ -130,6 +156,33 @@ def run(scenario: Coroutine[Any, Any, T], timeout: float) -> T:
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+
+
+class _LogTail(logging.Handler):
+    """The last warnings and errors logged while a rule ran: what the driver said when a job never arrived."""
+
+    def __init__(self, keep: int = 4) -> None:
+        super().__init__(logging.WARNING)
+        self.records: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                text += f" ({type(exc).__name__}: {exc})"
+            self.records.append(f"{record.levelname} {record.name}: {_short(text, 400)}")
+        except Exception:  # a record that cannot be formatted must not break the rule's own report
+            self.handleError(record)
+
+    def describe(self) -> str:
+        if not self.records:
+            return ""
+        return "the driver logged meanwhile (last warnings and errors): " + " | ".join(self.records)
+
+
+class ProbeError(AssertionError):
+    """A harness probe or hook raised: the rule fails naming the probe, not the driver's worker."""
 
 
 class Watched:
@@ -300,10 +353,22 @@ class Delivery:
     """``running``, ``ok``, ``raised: <error>`` or ``cancelled``."""
     context_at_end: JobContext | None = None
     """``current_job()`` just before the handler returned (to check that it did not change under it)."""
+    worker: str = ""
+    """Which worker ran it: the process id and the asyncio task the driver ran the handler in."""
+    at: float = 0.0
+    """Seconds since the recorder was created when the handler began (a relative timestamp for messages)."""
 
     def brief(self) -> dict[str, object]:
-        """A short description for failure messages."""
-        return {"queue": self.queue, "payload": self.payload, "attempt": self.attempt, "outcome": self.outcome}
+        """A short description for failure messages: enough to tell a redelivery from a retry."""
+        return {
+            "queue": self.queue,
+            "payload": self.payload,
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "worker": self.worker,
+            "t": f"+{self.at:.3f}s",
+            "outcome": self.outcome,
+        }
 
 
 class Recorder:
@@ -319,6 +384,7 @@ class Recorder:
         self.max_running = 0
         self.changed = asyncio.Event()
         """Set whenever a delivery starts or finishes (clear it yourself to wait for the next change)."""
+        self.t0 = time.monotonic()
 
     def processor(
         self,
@@ -353,8 +419,11 @@ class Recorder:
         ctx = current_job()
         self.running += 1
         self.max_running = max(self.max_running, self.running)
+        now = time.monotonic()
+        task = asyncio.current_task()
         delivery = Delivery(
-            queue, ctx.method, job, ctx.attempt, ctx.job_id, ctx, time.monotonic(), self.running
+            queue, ctx.method, job, ctx.attempt, ctx.job_id, ctx, now, self.running,
+            worker=f"pid {os.getpid()} task {task.get_name() if task is not None else '?'}", at=now - self.t0,
         )
         self.deliveries.append(delivery)
         self.changed.set()
@@ -430,7 +499,7 @@ class Recorder:
         head = f"{len(items)} deliveries" + (f" on {queue}" if queue else "")
         if not items:
             return head
-        shown = ", ".join(_short(d.brief(), 160) for d in items[:limit])
+        shown = ", ".join(_short(d.brief(), 260) for d in items[:limit])
         more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
         return f"{head}: {shown}{more}"
 
@@ -686,9 +755,21 @@ class Scenario:
             finally:
                 await self._cleanup()
 
+        logs = _LogTail()
+        root = logging.getLogger()
+        root.addHandler(logs)
         try:
             return run(main(), timeout or self.budget)
+        except AssertionError as exc:
+            tail = logs.describe()
+            if not tail:
+                raise
+            lead = ""
+            if "attempts start at 1" in tail:
+                lead = "attempt 0: the driver built a JobMeta with an attempt below 1 (attempts start at 1); "
+            raise AssertionError(f"{lead}{exc}\n{tail}") from exc.__cause__
         finally:
+            root.removeHandler(logs)
             self._end_processes()
             if self._workdir is not None:
                 self._workdir.cleanup()
@@ -772,10 +853,37 @@ class Scenario:
     async def dead_letters(self, container: Container, queue: str, count: int = 1) -> list[DeadLetterInfo]:
         """Poll the harness's ``dead_letters`` probe until ``queue`` has at least ``count`` dead letters."""
         return await self.poll(
-            lambda: self.harness.dead_letters(container, queue),
+            lambda: self.probe("dead_letters", self.harness.dead_letters(container, queue)),
             lambda found: len(found) >= count,
             f"{count} dead letter(s) on {queue}",
         )
+
+    async def restart_storage(self) -> None:
+        """Restart the storage through the harness and check that it really restarted.
+
+        ``storage_identity()`` is read before and after ``restart_storage()``; an identity that did not change
+        means nothing restarted, and the rule fails saying so (a hook that does nothing cannot pass).
+        """
+        before = await self.probe("storage_identity", self.harness.storage_identity())
+        await self.harness.restart_storage()
+        after = await self.probe("storage_identity", self.harness.storage_identity())
+        if before == after:
+            raise AssertionError(
+                f"restart_storage() returned but the storage did not restart: storage_identity() is {before!r} "
+                "before and after (expected a new run id, process id or start time)"
+            )
+
+    async def probe(self, name: str, call: Awaitable[T]) -> T:
+        """Await a harness probe; an error inside it is reported as the probe's, not blamed on the driver's worker."""
+        try:
+            return await call
+        except (NotImplementedError, AssertionError):
+            raise
+        except Exception as exc:
+            raise ProbeError(
+                f"the harness's {name} probe raised {type(exc).__name__}: {_short(str(exc), 400)} (an error in the "
+                "harness, not a behaviour of the worker: fix the probe)"
+            ) from exc
 
     def quiet_period(self) -> float:
         """How long to watch for something that must not happen: long enough for a retry or a redelivery poll."""
@@ -791,12 +899,19 @@ class Scenario:
         app = Application.create(root)
         yield ProducerApp(app, app.container, _producer(app.container))
 
-    def worker_application(self, *processors: type[Any], settings: SuiteSettings | None = None) -> Application:
-        """Assemble (without serving) producer module + worker module + ``processors``; call inside the loop."""
+    def worker_application(
+        self, *processors: type[Any], settings: SuiteSettings | None = None, producer: ModuleLike | None = None
+    ) -> Application:
+        """Assemble (without serving) producer module + worker module + ``processors``; call inside the loop.
+
+        ``producer``: another producer module than ``harness.producer_module(settings)`` (the configuration rules
+        boot ``harness.configured_module(pinned)``).
+        """
         chosen = settings or self.settings
         root = _root_module(
             "SuiteWorkerApp",
-            [self.harness.producer_module(chosen), self.harness.worker_module(chosen)],
+            [producer if producer is not None else self.harness.producer_module(chosen),
+             self.harness.worker_module(chosen)],
             list(processors),
         )
         app = Application.create(root)

@@ -20,6 +20,7 @@ Fixtures: ``nestq_harness`` (session; ``session_start()``/``session_end()`` arou
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import math
@@ -51,11 +52,6 @@ _NO_DRIVER = (
     "(an entry-point name in nestq.drivers, a module exposing `harness`, or package.module:attribute)"
 )
 _PROBE_MESSAGE = re.compile(r"\s*(\w+) (probe|hook)\b")
-# The DriverHarness methods whose default raises NotImplementedError: a rule listing one of them in ``probes`` is
-# skipped before it starts when the driver's harness does not override it.
-_OPTIONAL_PROBES = frozenset(
-    {"dead_letters", "queue_depth", "push_delayed", "push_with_priority", "push_raw", "restart_storage"}
-)
 _WANTED = {"durability": "durable", "delivery": "at-least-once", "ordering": "fifo"}
 
 
@@ -95,6 +91,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         default=None,
         help="write nestq-report.json, nestq-report.md (report card) and nestq-badge.json into DIR",
+    )
+    group.addoption(
+        "--nestq-report-scratch",
+        dest="nestq_report_scratch",
+        action="store_true",
+        default=False,
+        help=argparse.SUPPRESS,  # `nestq check` without --report: the folder is temporary, so never name it
     )
     group.addoption(
         "--nestq-no-suite",
@@ -153,6 +156,13 @@ class _State:
     report_dir: Path | None
     collector: Collector
     started: float
+    custom_suite: str | None = None
+    """The suite's path when it is not the shipped one (``NESTQ_SUITE_PATH`` or the ini option)."""
+    environment_error: str | None = None
+    """The preflight's message when the environment is broken (no rule ran)."""
+    session_started: bool = False
+    narrowed: bool = False
+    """A path or node id given points at part of the suite, not all of it."""
 
 
 _STATE = pytest.StashKey[_State]()
@@ -161,10 +171,12 @@ _RULE_PROBLEM = pytest.StashKey[str]()
 
 
 def _describe(harness: DriverHarness) -> str:
+    from nestq_conformance.redaction import redact_text
+
     try:
-        return " ".join(str(harness.describe()).split())
+        return redact_text(" ".join(str(harness.describe()).split()))
     except Exception as exc:  # the header must come out even when describe() is broken
-        return f"(describe() raised {type(exc).__name__}: {exc})"
+        return redact_text(f"(describe() raised {type(exc).__name__}: {exc})")
 
 
 def _arg_path(arg: str, base: Path) -> Path:
@@ -184,7 +196,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # inert: nothing named, nothing imported
 
     from nestq_conformance.capabilities import Capabilities
-    from nestq_conformance.catalogue import suite_dir
+    from nestq_conformance.catalogue import default_suite_dir, suite_dir
     from nestq_conformance.report import Collector
     from nestq_conformance.resolve import DriverError, choose_spec, resolve_harness
 
@@ -242,6 +254,8 @@ def pytest_configure(config: pytest.Config) -> None:
         report_dir=report_dir,
         collector=Collector(),
         started=time.time(),
+        custom_suite=None if suite == default_suite_dir() else str(suite),
+        narrowed=any("::" in a or _arg_path(a, invocation) != suite for a in inside),
     )
     config.stash[_STATE] = state
     # The suite's conftest reads this to hand the same spec to worker subprocesses.
@@ -276,14 +290,20 @@ def nestq_driver_spec(nestq_driver: DriverChoice) -> str:
 def nestq_harness(nestq_driver: DriverChoice, request: pytest.FixtureRequest) -> Iterator[DriverHarness]:
     """The driver's harness; ``session_start()`` runs before its first use and ``session_end()`` at the end."""
     harness = nestq_driver.harness
-    harness.session_start()
     state = request.config.stash.get(_STATE, None)
+    if state is not None and state.session_started:
+        yield harness  # the plugin started the session before its preflight, and ends it after the run
+        return
+    harness.session_start()
     if state is not None:
         # The header was written before the session started; the report says where the storage really is.
         state.description = _describe(harness)
+        state.session_started = True
     try:
         yield harness
     finally:
+        if state is not None:
+            state.session_started = False
         harness.session_end()
 
 
@@ -297,14 +317,15 @@ def nestq_timeout_scale(request: pytest.FixtureRequest) -> float:
 @pytest.fixture(scope="session")
 def nestq_settings(nestq_timeout_scale: float) -> SuiteSettings:
     """The suite's settings for the driver's modules, every duration multiplied by the timeout scale."""
+    return _scaled_settings(nestq_timeout_scale)
+
+
+def _scaled_settings(scale: float) -> SuiteSettings:
     from nestq_conformance.harness import SuiteSettings
 
     base = SuiteSettings()
-    scaled = {
-        f.name: getattr(base, f.name) * nestq_timeout_scale
-        for f in dataclasses.fields(base)
-        if isinstance(getattr(base, f.name), float)
-    }
+    floats = [f.name for f in dataclasses.fields(base) if isinstance(getattr(base, f.name), float)]
+    scaled = {name: getattr(base, name) * scale for name in floats}
     return base.with_(**scaled)
 
 
@@ -327,19 +348,21 @@ class RuleRepr(TerminalRepr):
         self.footer = footer
         crash = getattr(inner, "reprcrash", None)
         if crash is not None and isinstance(getattr(crash, "message", None), str):
+            from nestq_conformance.redaction import redact_text
+
             with contextlib.suppress(TypeError):  # not the dataclass pytest uses today: keep it as is
-                crash = dataclasses.replace(crash, message=f"{rule_id}: {crash.message}")
+                crash = dataclasses.replace(crash, message=redact_text(f"{rule_id}: {crash.message}"))
         self.reprcrash = crash
 
     def toterminal(self, tw: TerminalWriter) -> None:
         """Write header, the inner report, and the hint."""
+        from nestq_conformance.redaction import redact_text
+
         tw.line(self.header, red=True, bold=True)
         tw.line("")
-        if isinstance(self.inner, TerminalRepr):
-            self.inner.toterminal(tw)
-        else:
-            for line in str(self.inner).splitlines():
-                tw.line(line)
+        # Rendered to text first, so that what the terminal shows goes through the spec's redaction too.
+        for line in redact_text(str(self.inner)).splitlines():
+            tw.line(line)
         tw.line("")
         tw.line(self.footer, yellow=True, bold=True)
 
@@ -379,6 +402,15 @@ class NestqSession:
         self.report_error: str | None = None
         self.seen_ids: set[str] = set()
         """Rule ids collected (before any deselection)."""
+        self.collected: dict[str, str] = {}
+        """Node id -> rule id of the rule items collected (before any deselection)."""
+        self.selected: set[str] | None = None
+        """Node ids of the rule items left after deselection (``None`` where this process did not collect)."""
+        self.manifest_problems: list[str] = []
+        self.stopped_early = False
+        self.started_here = False
+        """The plugin (not the fixture) started the harness's session, for the preflight."""
+        self.session_end_error: str | None = None
 
     @property
     def _driver(self) -> str:
@@ -389,12 +421,13 @@ class NestqSession:
         from nestq_conformance.catalogue import SUITE_VERSION
 
         choice, state = self.state.choice, self.state
+        suite_name = "custom suite (not the shipped one)" if state.custom_suite else f"suite {SUITE_VERSION}"
         manifest = ", ".join(f"{k}={v!r}" for k, v in choice.harness.capabilities.as_dict().items())
         lines = [
             f"nestq: driver {self._driver!r} from {choice.source_label} ({choice.spec!r}): {choice.origin}",
             f"nestq: harness: {state.description}",
             f"nestq: manifest: {manifest}",
-            f"nestq: suite {SUITE_VERSION} at {state.suite}: {state.suite_added}; timeout scale {state.scale:g} "
+            f"nestq: {suite_name} at {state.suite}: {state.suite_added}; timeout scale {state.scale:g} "
             f"({state.scale_source})",
         ]
         if choice.harness.expected_failures:
@@ -411,7 +444,23 @@ class NestqSession:
             found = rule_of(func) if func is not None else None
             if found is not None:
                 self.seen_ids.add(found.id)
+                self.collected[item.nodeid] = found.id
                 self._mark(item, found)
+        if self.manifest_problems:
+            # Nothing is reported: like a contradictory manifest, this is the driver's declaration to fix first.
+            self.state.report_dir = None
+            problems = sorted(set(self.manifest_problems))
+            pytest.exit(
+                f"nestq: driver {self._driver!r} ({self.state.choice.source_label}) declares capabilities whose "
+                "probes its harness does not implement:\n" + "\n".join(f"  - {p}" for p in problems)
+                + "\nImplement the probe (override the DriverHarness method) or stop declaring the capability: "
+                "a declared capability is held to its rules, never skipped.",
+                returncode=pytest.ExitCode.USAGE_ERROR,
+            )
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Remember which rule items survived deselection (``-k``, ``-m``, ``--deselect``, node ids)."""
+        self.selected = {item.nodeid for item in session.items if _RULE in item.stash}
 
     def _mark(self, item: pytest.Item, rule: Rule) -> None:
         from nestq_conformance.capabilities import Capabilities
@@ -447,13 +496,20 @@ class NestqSession:
         missing = [name for name in rule.requires if not caps.declared(name)]
         if missing:
             item.add_marker(pytest.mark.skip(reason=self._capability_reason(rule, missing, caps)))
+            item.user_properties.append(("nestq_skip", "not-declared"))
             return
-        base = _harness_base()
-        lacking = [
-            name
-            for name in rule.probes
-            if name in _OPTIONAL_PROBES and getattr(getattr(harness, name), "__func__", None) is getattr(base, name)
-        ]
+        from nestq_conformance.harness import OPTIONAL_PROBES, implemented_probes
+
+        have = implemented_probes(harness)
+        lacking = [name for name in rule.probes if name in OPTIONAL_PROBES and name not in have]
+        if lacking and rule.requires:
+            for name in lacking:
+                self.manifest_problems.append(
+                    f"capability {' + '.join(repr(r) for r in rule.requires)} is declared, but its rule {rule.id} "
+                    f"needs the {name} probe, which the harness does not implement (DriverHarness.{name} not "
+                    "overridden)"
+                )
+            return
         if lacking:
             names = ", ".join(lacking)
             item.add_marker(
@@ -500,6 +556,14 @@ class NestqSession:
             probe = _missing_probe(exc)
             if probe is None:
                 raise
+            if rule.requires:
+                # The rule applies (its capabilities are declared): a probe that gives up is not a reason to skip.
+                pytest.fail(
+                    f"{rule.id}: the harness of driver {self._driver} declares "
+                    f"{', '.join(rule.requires)}, but its {probe} raised NotImplementedError({str(exc)!r}); "
+                    "a declared capability's probes must work",
+                    pytrace=False,
+                )
             raise pytest.skip.Exception(
                 f"{rule.id} skipped: the {probe} is not provided by the harness of driver {self._driver} "
                 f"(it raised NotImplementedError({str(exc) if isinstance(exc, NotImplementedError) else probe!r}))",
@@ -534,12 +598,83 @@ class NestqSession:
         """Feed every report to the outcome collector."""
         self.state.collector.add(report)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Start the harness's session and run the preflight before the first rule (the shipped suite only)."""
+        config = session.config
+        if config.option.collectonly or getattr(config.option, "dist", "no") not in ("no", None):
+            return  # nothing runs here (xdist's controller hands the rules to its workers, which do this)
+        if self.state.custom_suite is not None or not self.selected:
+            return  # a kit test's fake suite builds no apps; and no rule, no preflight
+        from nestq_conformance.preflight import preflight
+
+        harness = self.state.choice.harness
+        try:
+            harness.session_start()
+        except Exception as exc:
+            self._environment_error(f"session_start() raised {type(exc).__name__}: {exc}")
+        self.state.session_started = True
+        self.state.description = _describe(harness)
+        self.started_here = True
+        settings = _scaled_settings(self.state.scale)
+        problem = preflight(harness, settings, scale=self.state.scale, driver_spec=self.state.choice.spec)
+        if problem is not None:
+            self._environment_error(problem)
+
+    def _environment_error(self, problem: str) -> None:
+        from nestq_conformance.preflight import PREFLIGHT_SECONDS
+        from nestq_conformance.redaction import redact_text
+
+        message = redact_text(
+            f"nestq: environment error, no rule ran: driver {self._driver!r} could not round-trip one job through "
+            f"its producer and worker modules within {PREFLIGHT_SECONDS * self.state.scale:g}s "
+            f"(harness: {self.state.description}): {problem}"
+        )
+        self.state.environment_error = message
+        pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
+
+    def _completeness(self) -> tuple[bool, list[str]]:
+        """Whether every rule of the shipped suite ran, and what was left out (and why) when not."""
+        from nestq_conformance.catalogue import SUITE_VERSION, load_catalogue
+
+        state = self.state
+        left: list[str] = []
+        results = state.collector.results()
+        ran_ids = {r.id for r in results}
+        ran_items = {i.nodeid for r in results for i in r.items}
+        causes = _selection_causes(self.config, state)
+        why = f" ({', '.join(causes)})" if causes else ""
+        if state.custom_suite is not None:
+            left.append(f"the shipped suite {SUITE_VERSION}: a custom suite at {state.custom_suite} ran instead")
+        else:
+            try:
+                every = {e.rule.id for e in load_catalogue(state.suite)}
+            except Exception as exc:  # a suite that cannot be read is not a complete run either
+                every = set()
+                left.append(f"the catalogue could not be read ({type(exc).__name__}: {exc})")
+            missing = sorted(every - ran_ids)
+            if missing:
+                shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+                left.append(f"{len(missing)} of {len(every)} rules did not run{why}: {shown}")
+        if self.selected is not None:
+            # Items of a rule that still ran (one case of a parametrized rule): the catalogue check cannot see them.
+            partly = sorted(n for n, rid in self.collected.items() if n not in self.selected and rid in ran_ids)
+            if partly:
+                left.append(f"{len(partly)} case(s) of rules that ran were deselected{why}")
+            not_run = sorted(self.selected - ran_items)
+            if not_run:
+                left.append(f"{len(not_run)} selected rule item(s) never ran (the run stopped early{why})")
+        if self.stopped_early and not any("stopped early" in part for part in left):
+            left.append(f"the run stopped early{why}")
+        return not left, left
+
     def _report_data(self, exitstatus: int) -> dict[str, Any]:
         import nestq_spec
         from nestq_conformance.catalogue import SUITE_VERSION, suite_hash
         from nestq_conformance.report import build_report
 
         choice, state = self.state.choice, self.state
+        complete, left_out = self._completeness()
         return build_report(
             state.collector.results(),
             driver={
@@ -558,11 +693,24 @@ class NestqSession:
             timeout_scale=state.scale,
             duration=time.time() - state.started,
             exit_status=exitstatus,
+            complete=complete,
+            left_out=left_out,
+            custom_suite=state.custom_suite,
+            environment_error=state.environment_error,
         )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the report files when ``--nestq-report`` asks (on the controller only, under xdist)."""
+        self.stopped_early = bool(session.shouldstop or session.shouldfail)
+        if self.started_here and self.state.session_started:
+            self.state.session_started = False
+            try:
+                self.state.choice.harness.session_end()
+            except Exception as exc:  # after an environment error the storage may be unusable; say so, once
+                from nestq_conformance.redaction import redact_text
+
+                self.session_end_error = redact_text(f"session_end() raised {type(exc).__name__}: {exc}")
         if self.state.report_dir is None or hasattr(session.config, "workerinput"):
             return
         from nestq_conformance.report import write_reports
@@ -576,10 +724,12 @@ class NestqSession:
         """A one-line verdict for the rules, the everything-failed notice, and where the report went."""
         from nestq_conformance.report import smoke_notice, totals
 
+        tr = terminalreporter
+        if self.session_end_error:
+            tr.write_line(f"nestq: driver {self._driver}: {self.session_end_error}", yellow=True)
         rules = [r.as_dict() for r in self.state.collector.results()]
         if not rules:
             return
-        tr = terminalreporter
         counts = totals(rules)
         summary = ", ".join(
             f"{counts[o]} {o}" for o in ("passed", "failed", "error", "xpassed", "xfailed", "skipped") if counts[o]
@@ -596,7 +746,7 @@ class NestqSession:
                 + " (renamed or removed: drop them)",
                 yellow=True,
             )
-        if self.written:
+        if self.written and not self.config.getoption("nestq_report_scratch", False):
             tr.write_line(
                 f"nestq: report written to {self.state.report_dir} ("
                 + ", ".join(path.name for path in self.written.values())
@@ -606,7 +756,19 @@ class NestqSession:
             tr.write_line(self.report_error, red=True)
 
 
-def _harness_base() -> type:
-    from nestq_conformance.harness import DriverHarness
-
-    return DriverHarness
+def _selection_causes(config: pytest.Config, state: _State) -> list[str]:
+    """The options and arguments that narrow what runs, as the user typed them."""
+    causes = []
+    if config.getoption("keyword", None):
+        causes.append(f"-k {config.getoption('keyword')!r}")
+    if config.getoption("markexpr", None):
+        causes.append(f"-m {config.getoption('markexpr')!r}")
+    if config.getoption("deselect", None):
+        causes.append("--deselect")
+    if config.getoption("maxfail", 0):
+        causes.append("-x/--maxfail")
+    if state.narrowed:
+        causes.append("node ids or paths inside the suite")
+    if state.suite_added.startswith("not added (--nestq-no-suite)"):
+        causes.append("--nestq-no-suite")
+    return causes

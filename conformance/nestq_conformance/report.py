@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from nestq_conformance.redaction import redact_text
+
 __all__ = [
     "LEVELS",
     "OUTCOMES",
@@ -49,6 +51,10 @@ REPORT_FILES = {"json": "nestq-report.json", "markdown": "nestq-report.md", "bad
 """File names written by :func:`write_reports`."""
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 """The JSON Schema of :func:`build_report`'s output."""
+
+NOT_APPLICABLE = "does not apply:"
+"""How a rule's own skip starts when the driver declares nothing it could check (counted like an undeclared
+capability: the rule does not apply)."""
 
 PROPERTY_PREFIX = "nestq_"
 """Rule metadata travels on each report's ``user_properties`` under these keys (so xdist/JUnit carry it too)."""
@@ -87,6 +93,8 @@ class RuleResult:
     probes: list[str]
     area_title: str | None = None
     items: list[ItemResult] = field(default_factory=list)
+    not_declared: bool = False
+    """Skipped because the rule needs a capability the driver does not declare (it does not apply)."""
 
     @property
     def area(self) -> str:
@@ -117,6 +125,7 @@ class RuleResult:
             "area_title": self.area_title,
             "outcome": self.outcome,
             "reason": self.reason,
+            "not_declared": self.outcome == "skipped" and self.not_declared,
             "duration": round(sum(item.duration for item in self.items), 6),
             "items": [
                 {"nodeid": i.nodeid, "outcome": i.outcome, "reason": i.reason, "duration": round(i.duration, 6)}
@@ -144,14 +153,14 @@ def _crash_message(report: Any) -> str:
     text = getattr(crash, "message", None) if crash is not None else None
     if not text:
         text = str(longrepr) if longrepr is not None else ""
-    text = text.strip()
+    text = redact_text(text.strip())
     return text if len(text) <= 2000 else text[:1980] + " ... (truncated)"
 
 
 def _skip_reason(report: Any) -> str:
     longrepr = report.longrepr
     reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
-    return reason.removeprefix("Skipped: ").strip()
+    return redact_text(reason.removeprefix("Skipped: ").strip())
 
 
 class Collector:
@@ -180,12 +189,16 @@ class Collector:
                 probes=_split(props.get("probes")),
             )
             self._rules[rule_id] = rule
+        if props.get("skip") == "not-declared":
+            rule.not_declared = True
         item = self._items.get(report.nodeid)
         if item is None:
             item = ItemResult(report.nodeid)
             self._items[report.nodeid] = item
             rule.items.append(item)
         item.duration += float(getattr(report, "duration", 0.0) or 0.0)
+        if report.skipped and _skip_reason(report).startswith(NOT_APPLICABLE):
+            rule.not_declared = True  # the rule found nothing of the driver's to check (no secret setting, say)
         when = report.when
         wasxfail = getattr(report, "wasxfail", None)
         if when == "setup":
@@ -220,13 +233,19 @@ class Collector:
 
 
 def totals(rules: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Outcome counts over report rules (plain dicts), plus ``rules`` (how many)."""
+    """Outcome counts over report rules (plain dicts), plus ``rules``, ``not_declared`` and ``applicable``.
+
+    ``not_declared`` counts rules skipped because they need a capability the driver does not declare;
+    ``applicable`` is ``rules - not_declared``.
+    """
     counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
     n = 0
+    not_declared = 0
     for rule in rules:
         counts[rule["outcome"]] += 1
         n += 1
-    return {**counts, "rules": n}
+        not_declared += bool(rule.get("not_declared"))
+    return {**counts, "rules": n, "not_declared": not_declared, "applicable": n - not_declared}
 
 
 def smoke_notice(rules: Sequence[Mapping[str, Any]], describe: str | None = None) -> str | None:
@@ -259,10 +278,20 @@ def build_report(
     duration: float,
     exit_status: int,
     timestamp: datetime | None = None,
+    complete: bool = True,
+    left_out: Sequence[str] = (),
+    custom_suite: str | None = None,
+    environment_error: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON report as plain data (see ``report.schema.json``)."""
+    """The JSON report as plain data (see ``report.schema.json``).
+
+    ``complete`` is false when any rule of the installed suite was left out (``left_out`` says what and why) or
+    the suite is not the shipped one (``custom_suite`` names its path; ``suite_version`` is then ``"custom"``).
+    ``environment_error`` is the preflight's message when the run stopped before any rule.
+    """
     rules = [r.as_dict() for r in results]
     by_level = {level: totals(r for r in rules if r["level"] == level) for level in LEVELS}
+    complete = complete and custom_suite is None and environment_error is None
     return {
         "format": "nestq-report",
         "format_version": 1,
@@ -270,14 +299,18 @@ def build_report(
         "manifest": dict(manifest),
         "expected_failures": dict(expected_failures),
         "kit_version": kit_version,
-        "suite_version": suite_version,
+        "suite_version": "custom" if custom_suite is not None else suite_version,
         "suite_hash": suite_hash,
         "suite_path": suite_path,
         "timeout_scale": timeout_scale,
         "timestamp": (timestamp or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration": round(duration, 3),
         "exit_status": int(exit_status),
-        "ok": not any(r["outcome"] in BROKEN for r in rules),
+        "ok": environment_error is None and not any(r["outcome"] in BROKEN for r in rules),
+        "complete": complete,
+        "left_out": list(left_out),
+        "custom_suite": custom_suite,
+        "environment_error": environment_error,
         "totals": totals(rules),
         "by_level": by_level,
         "notice": smoke_notice(rules, driver.get("description")),
@@ -292,17 +325,30 @@ def load_schema() -> dict[str, Any]:
 
 
 def _applicable(counts: Mapping[str, int]) -> int:
+    """Rules that ran (everything but skips), for the per-level summary."""
     return counts["rules"] - counts["skipped"]
 
 
+def _unchecked(counts: Mapping[str, int]) -> int:
+    """Rules that apply to the declared capabilities but were skipped (a probe the harness lacks, say)."""
+    return counts["skipped"] - counts["not_declared"]
+
+
 def badge(report: Mapping[str, Any]) -> dict[str, Any]:
-    """A shields.io endpoint badge: ``<passed>/<applicable> MUST ok``, coloured by the worst outcome."""
+    """A shields.io endpoint badge: ``<MUST passed>/<MUST that apply> MUST``, coloured by the worst outcome.
+
+    "Apply" means every MUST rule whose capabilities the driver declares, so a rule skipped for a missing probe
+    counts against it. Green only for a complete run of the shipped suite with nothing failing, unchecked or
+    expected to fail; a partial run is blue ("partial"), a custom suite grey, a broken environment red.
+    """
     must = report["by_level"]["MUST"]
     every = report["totals"]
     label = f"nestq {report['driver'].get('name', '')}".strip()
+    if report.get("environment_error"):
+        return {"schemaVersion": 1, "label": label, "message": "environment error", "color": "red"}
     if _applicable(every) == 0:
         return {"schemaVersion": 1, "label": label, "message": "no rules ran", "color": "lightgrey"}
-    message = f"{must['passed']}/{_applicable(must)} MUST ok"
+    message = f"{must['passed']}/{must['applicable']} MUST"
     broken_must = must["failed"] + must["error"] + must["xpassed"]
     broken = every["failed"] + every["error"] + every["xpassed"]
     if broken_must:
@@ -310,11 +356,24 @@ def badge(report: Mapping[str, Any]) -> dict[str, Any]:
     elif broken:
         color = "orange"
         message += f", {broken} other failing"
-    elif every["xfailed"]:
+    elif every["xfailed"] or _unchecked(every):
         color = "yellow"
-        message += f", {every['xfailed']} known failing"
+        if every["xfailed"]:
+            message += f", {every['xfailed']} known failing"
+        if _unchecked(every):
+            message += f", {_unchecked(every)} unchecked"
     else:
         color = "brightgreen"
+        message += " ok"
+    if report.get("custom_suite"):
+        return {"schemaVersion": 1, "label": label, "message": f"custom suite: {message}", "color": "lightgrey"}
+    if not report.get("complete", True):
+        return {
+            "schemaVersion": 1,
+            "label": label,
+            "message": f"partial: {message}",
+            "color": "red" if broken_must else "blue",
+        }
     return {"schemaVersion": 1, "label": label, "message": message, "color": color}
 
 
@@ -326,21 +385,32 @@ def _level_summary(report: Mapping[str, Any]) -> str:
     parts = []
     for level in LEVELS:
         counts = report["by_level"][level]
-        applicable = _applicable(counts)
-        if applicable:
-            parts.append(f"{counts['passed']}/{applicable} {level}")
+        if counts["applicable"]:
+            parts.append(f"{counts['passed']}/{counts['applicable']} {level}")
     every = report["totals"]
-    if every["skipped"]:
-        parts.append(f"{every['skipped']} skipped")
+    if every["not_declared"]:
+        parts.append(f"{every['not_declared']} not declared")
+    if _unchecked(every):
+        parts.append(f"{_unchecked(every)} unchecked (a probe missing)")
     if every["xfailed"]:
         parts.append(f"{every['xfailed']} expected failure{'s' if every['xfailed'] != 1 else ''}")
     return ", ".join(parts) or "no rules"
 
 
 def _verdict(report: Mapping[str, Any]) -> str:
-    if _applicable(report["totals"]) == 0:
-        return "NO RULES RAN"
-    return "PASS" if report["ok"] else "FAIL"
+    if report.get("environment_error"):
+        return "ENVIRONMENT ERROR"
+    verdict = "NO RULES RAN" if _applicable(report["totals"]) == 0 else "PASS" if report["ok"] else "FAIL"
+    if not report.get("complete", True):
+        left = "; ".join(report.get("left_out") or ()) or "not every rule ran"
+        return f"PARTIAL ({verdict}; left out: {left})"
+    return verdict
+
+
+def _suite_line(report: Mapping[str, Any]) -> str:
+    if report.get("custom_suite"):
+        return f"custom suite at {report['custom_suite']} (not the shipped suite)"
+    return f"suite {report['suite_version']}"
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
@@ -355,10 +425,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"| Driver | `{_cell(driver.get('spec', ''))}` from {_cell(_SOURCES.get(driver.get('source', ''), ''))}: "
         f"{_cell(driver.get('origin', ''))} |",
         f"| Harness | {_cell(driver.get('description', ''))} |",
-        f"| Kit | nestq {report['kit_version']}, suite {report['suite_version']} (`{report['suite_hash'][:19]}`) |",
+        f"| Kit | nestq {report['kit_version']}, {_cell(_suite_line(report))} (`{report['suite_hash'][:19]}`) |",
         f"| Run | {report['timestamp']}, {report['duration']:.1f} s, timeout scale {report['timeout_scale']:g} |",
         "",
     ]
+    if report.get("environment_error"):
+        lines += [f"> **Environment error:** {_cell(report['environment_error'])}", ""]
     if report.get("notice"):
         lines += [f"> **Notice:** {report['notice']}", ""]
     lines += ["## Capability manifest", "", "| capability | declared |", "|---|---|"]
@@ -370,11 +442,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Totals",
         "",
-        "| level | rules | " + " | ".join(OUTCOMES) + " |",
-        "|---" * (len(OUTCOMES) + 2) + "|",
+        "| level | rules | apply | passed | failed | error | xpassed | expected failure | skipped: not declared "
+        "| unchecked (probe missing) |",
+        "|---" * 10 + "|",
     ]
     for level, counts in [*((lvl, report["by_level"][lvl]) for lvl in LEVELS), ("all", report["totals"])]:
-        lines.append(f"| {level} | {counts['rules']} | " + " | ".join(str(counts[o]) for o in OUTCOMES) + " |")
+        cells = [counts["rules"], counts["applicable"], counts["passed"], counts["failed"], counts["error"],
+                 counts["xpassed"], counts["xfailed"], counts["not_declared"], _unchecked(counts)]
+        lines.append(f"| {level} | " + " | ".join(str(c) for c in cells) + " |")
     lines += ["", "## Rules"]
     areas: dict[str, list[Mapping[str, Any]]] = {}
     for rule in report["rules"]:
@@ -403,7 +478,7 @@ def render_table(report: Mapping[str, Any], width: int | None = None) -> str:
     lines = [
         f"nestq check: driver {driver.get('name', '?')} ({driver.get('origin', '')})",
         f"  harness: {driver.get('description', '')}",
-        f"  kit nestq {report['kit_version']}, suite {report['suite_version']} ({report['suite_hash'][:19]}), "
+        f"  kit nestq {report['kit_version']}, {_suite_line(report)} ({report['suite_hash'][:19]}), "
         f"timeout scale {report['timeout_scale']:g}",
         "",
     ]
@@ -423,6 +498,8 @@ def render_table(report: Mapping[str, Any], width: int | None = None) -> str:
     lines.append(f"{_verdict(report)}: {_level_summary(report)}  ({spelled}; {report['duration']:.1f} s)")
     if report.get("notice"):
         lines += ["", "NOTICE: " + report["notice"]]
+    if report.get("environment_error"):
+        lines += ["", "ENVIRONMENT ERROR: " + report["environment_error"]]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -141,7 +142,7 @@ def resolve_harness(spec: str, source: Source = "argument") -> DriverChoice:
             except Exception as exc:
                 raise DriverError(
                     f"driver {spec!r}: the entry point {ENTRY_POINT_GROUP}:{spec} = {found.value} failed to load: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"{type(exc).__name__}: {exc}{_trace(exc)}"
                 ) from exc
             origin = f"entry point {ENTRY_POINT_GROUP}:{spec} -> {found.value}"
         else:
@@ -150,9 +151,11 @@ def resolve_harness(spec: str, source: Source = "argument") -> DriverChoice:
             except ModuleNotFoundError as exc:
                 if exc.name and (spec == exc.name or spec.startswith(exc.name + ".")):
                     raise UnknownDriverError(spec, installed_drivers()) from None
-                raise DriverError(f"driver {spec!r}: importing the module failed: {exc}") from exc
+                raise DriverError(f"driver {spec!r}: importing the module failed: {exc}{_trace(exc)}") from exc
             except Exception as exc:
-                raise DriverError(f"driver {spec!r}: importing the module failed: {type(exc).__name__}: {exc}") from exc
+                raise DriverError(
+                    f"driver {spec!r}: importing the module failed: {type(exc).__name__}: {exc}{_trace(exc)}"
+                ) from exc
             obj = getattr(module, "harness", None)
             if obj is None:
                 raise DriverError(
@@ -169,9 +172,27 @@ def _import(module_name: str, spec: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise DriverError(f"driver {spec!r}: no module named {module_name!r}") from None
-        raise DriverError(f"driver {spec!r}: importing {module_name!r} failed: {exc}") from exc
+        raise DriverError(f"driver {spec!r}: importing {module_name!r} failed: {exc}{_trace(exc)}") from exc
     except Exception as exc:
-        raise DriverError(f"driver {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise DriverError(
+            f"driver {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}{_trace(exc)}"
+        ) from exc
+
+
+def _trace(exc: BaseException) -> str:
+    """The traceback of an error raised while importing or building a driver, without the import machinery's frames.
+
+    ``KeyError: 'missing'`` alone does not say where; the file and line of the driver's own code do.
+    """
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if "importlib" not in f.filename and f.filename != __file__ and not f.filename.startswith("<frozen")
+    ]
+    if not frames:
+        return ""
+    shown = "".join(traceback.format_list(frames[-8:])).rstrip()
+    return "\nTraceback (most recent call last, import machinery left out):\n" + shown
 
 
 def _entry_point(name: str) -> EntryPoint | None:
@@ -201,12 +222,14 @@ def _coerce(obj: object, spec: str) -> DriverHarness:
         try:
             return obj()
         except Exception as exc:
-            raise DriverError(f"driver {spec!r}: {obj.__qualname__}() raised {type(exc).__name__}: {exc}") from exc
+            raise DriverError(
+                f"driver {spec!r}: {obj.__qualname__}() raised {type(exc).__name__}: {exc}{_trace(exc)}"
+            ) from exc
     if callable(obj):
         try:
             made = obj()
         except Exception as exc:
-            raise DriverError(f"driver {spec!r}: the factory raised {type(exc).__name__}: {exc}") from exc
+            raise DriverError(f"driver {spec!r}: the factory raised {type(exc).__name__}: {exc}{_trace(exc)}") from exc
         if isinstance(made, DriverHarness):
             return made
         raise DriverError(f"driver {spec!r}: the factory returned {made!r}, which is not a DriverHarness")

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DeadLetter", "MemoryBroker", "QueueStats", "StoredJob", "shared_broker"]
+__all__ = ["DeadLetter", "IllegalTransition", "MemoryBroker", "QueueStats", "StoredJob", "shared_broker"]
 
 _numbers = itertools.count(1)
 """Process-wide, so job ids stay unique across brokers."""
@@ -42,6 +42,14 @@ class StoredJob:
     attempts: int = 0
     """Attempts started so far; while a job runs, the number of the running attempt (from 1)."""
     last_error: str | None = field(default=None, repr=False)
+
+
+class IllegalTransition(RuntimeError):
+    """A job was acked, retried, dead-lettered or given back while it was not running (early or twice).
+
+    Silently accepting it would undo the job's real state (an early ack of a job still ready, a second ack of a
+    retried job) and hide the driver bug that made the call.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,16 +300,40 @@ class MemoryBroker:
                 self._wake_one(self._queues[woken_for], woken_for)
             return woken_for
 
+    def _finish(self, job: StoredJob, action: str) -> _Queue:
+        """Take ``job`` out of its queue's running set; raise :class:`IllegalTransition` when it is not running.
+
+        Call with the lock held.
+        """
+        q = self._queues.get(job.queue)
+        if q is None or q.running.get(job.job_id) is not job:
+            where = "never claimed" if q is None else self._state_of(q, job)
+            raise IllegalTransition(
+                f"cannot {action} job {job.job_id} of queue {job.queue!r}: it is not running ({where}); only a "
+                "claimed job that has not been acked, retried, dead-lettered or given back can be"
+            )
+        del q.running[job.job_id]
+        return q
+
+    @staticmethod
+    def _state_of(q: _Queue, job: StoredJob) -> str:
+        if any(job is queued for fifo in q.ready.values() for queued in fifo):
+            return "it is ready, waiting to be claimed"
+        if any(job is entry[2] for entry in q.delayed):
+            return "it is delayed (a retry or a scheduled job)"
+        if any(letter.job_id == job.job_id for letter in q.dead):
+            return "it is a dead letter"
+        return "it already finished"
+
     def ack(self, job: StoredJob) -> None:
-        """The job succeeded: forget it."""
+        """The job succeeded: forget it. Raises :class:`IllegalTransition` when it is not running."""
         with self._lock:
-            self._queues[job.queue].running.pop(job.job_id, None)
+            self._finish(job, "ack")
 
     def retry(self, job: StoredJob, delay: float, error: str) -> None:
         """The attempt failed and another is allowed: schedule the job ``delay`` seconds from now."""
         with self._lock:
-            q = self._queues[job.queue]
-            q.running.pop(job.job_id, None)
+            q = self._finish(job, "retry")
             job.last_error = error
             heapq.heappush(q.delayed, (time.monotonic() + delay, job.seq, job))
             self._wake_all(q)
@@ -310,16 +342,14 @@ class MemoryBroker:
         """The job failed for good: keep it as a dead letter with ``error`` and its attempt count."""
         letter = DeadLetter(job.queue, job.job_id, job.data, error, job.attempts, time.time(), job.priority)
         with self._lock:
-            q = self._queues[job.queue]
-            q.running.pop(job.job_id, None)
+            q = self._finish(job, "dead-letter")
             q.dead.append(letter)
         return letter
 
     def give_back(self, job: StoredJob) -> None:
         """The worker stopped before the job finished: return it to the head of its queue, attempt not counted."""
         with self._lock:
-            q = self._queues[job.queue]
-            q.running.pop(job.job_id, None)
+            q = self._finish(job, "give back")
             job.attempts -= 1
             q.put_back(job)
             self._wake_one(q, job.queue)

@@ -6,6 +6,7 @@ not see each other's jobs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import cast
 
 from nestq_conformance.capabilities import Capabilities
@@ -70,6 +71,14 @@ class MemoryHarness(DriverHarness):
     def worker_module(self, settings: SuiteSettings) -> ModuleLike:
         """``MemoryQueueWorkerModule`` (its settings come with the producer module)."""
         return MemoryQueueWorkerModule
+
+    def configured_module(self, pinned: Mapping[str, object]) -> ModuleLike:
+        """``MemoryQueueModule.for_root(pinned)``: the rest from ``NESTQ_MEMORY__*`` and the defaults."""
+        return MemoryQueueModule.for_root(dict(pinned))
+
+    def live_settings(self, container: Container) -> object:
+        """The :class:`MemoryConfig` the booted app's connection and worker are built with."""
+        return container.get(MemoryConfig)
 
     async def dead_letters(self, container: Container, queue: str) -> list[DeadLetterInfo]:
         """The dead letters of ``queue``, oldest first, with their envelope bytes."""

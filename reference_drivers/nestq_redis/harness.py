@@ -18,6 +18,7 @@ import asyncio
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -224,6 +225,14 @@ class RedisHarness(DriverHarness):
         """``RedisQueueWorkerModule`` (its settings come with the producer module)."""
         return RedisQueueWorkerModule
 
+    def configured_module(self, pinned: Mapping[str, object]) -> ModuleLike:
+        """``RedisQueueModule.for_root(pinned)``: the rest from ``NESTQ_REDIS__*`` and the defaults."""
+        return RedisQueueModule.for_root(dict(pinned))
+
+    def live_settings(self, container: Container) -> object:
+        """The :class:`RedisConfig` the booted app's connection and worker are built with."""
+        return container.get(RedisConfig)
+
     def subprocess_env(self) -> dict[str, str]:
         """``NESTQ_REDIS__URL`` (the bridge's, with fakeredis) and ``NESTQ_REDIS__KEY_PREFIX`` for worker processes."""
         url = self._bridge.url if self._start().kind == "fake" and self._bridge is not None else self.url
@@ -259,11 +268,28 @@ class RedisHarness(DriverHarness):
             raise NotImplementedError("restart_storage hook: only a redis-server the harness started can restart")
         await asyncio.to_thread(self._server.restart)
 
+    async def storage_identity(self) -> str:
+        """The server's ``run_id`` from ``INFO server`` (a new one on every start) and its process id."""
+        plan = self._choose()
+        if plan.kind == "fake":
+            raise NotImplementedError("storage_identity probe: the embedded fakeredis has no run id")
+        import redis.asyncio as aioredis
+
+        client: Any = aioredis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+        try:
+            info = await client.info("server")
+        finally:
+            await client.aclose()
+        return f"run_id {info['run_id']} (pid {info.get('process_id')})"
+
 
 def _delete_prefix(url: str, prefix: str) -> None:
     import redis
 
-    client: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        client: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    except ValueError:
+        return  # a URL redis-py cannot parse reached no server, so there is nothing of this session to delete
     try:
         batch = []
         for key in client.scan_iter(match=f"{prefix}:*", count=1000):

@@ -12,7 +12,7 @@ its own broker so that nothing leaks between drivers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from nestq_conformance.capabilities import Capabilities
 from nestq_conformance.harness import SuiteSettings
@@ -42,7 +42,7 @@ from nestq_spec import (
     routes,
 )
 
-__all__ = ["BrokenWorker", "broken_harness"]
+__all__ = ["BrokenWorker", "Setup", "broken_harness"]
 
 
 class BrokenWorker(MemoryWorker):
@@ -124,13 +124,21 @@ class BrokenWorker(MemoryWorker):
 class _Setup(MemoryQueueSetup):
     connection_class: type[MemoryConnection] = MemoryConnection
 
+    def load(self) -> MemoryConfig:
+        """The settings, as the real module loads them (pinned, then env, then defaults)."""
+        return load_config(self.pinned)
+
     def collect(self, builder: ContainerBuilder) -> ContainerBuilder:
-        config = load_config(self.pinned)
+        config = self.load()
         assert self.broker is not None
         builder.provide(MemoryConfig, config)
         builder.provide(MemoryConnection, self.connection_class(self.broker, config))
         builder.bind(JobProducer, MemoryConnection)
         return builder
+
+
+Setup = _Setup
+"""The producer module of every broken driver (subclass it to break how settings are loaded)."""
 
 
 def broken_harness(
@@ -140,13 +148,14 @@ def broken_harness(
     worker: type[MemoryWorker] = BrokenWorker,
     broker: MemoryBroker | None = None,
     capabilities: Capabilities | None = None,
+    setup_class: type[_Setup] | None = None,
 ) -> MemoryHarness:
     """A harness for the memory driver with ``connection``, ``worker`` and ``broker`` swapped in.
 
     The manifest stays the memory driver's (the broken driver still claims everything), unless given.
     """
     storage = broker or MemoryBroker()
-    setup: type[_Setup] = type(f"{name}Setup", (_Setup,), {"connection_class": connection})
+    setup: type[_Setup] = type(f"{name}Setup", (setup_class or _Setup,), {"connection_class": connection})
 
     def build(container: Container) -> MemoryWorker:
         return worker(container.get(MemoryConnection).broker, container.get(MemoryConfig))
@@ -165,6 +174,9 @@ def broken_harness(
 
         def worker_module(self, settings: SuiteSettings) -> ModuleLike:
             return WorkerModule
+
+        def configured_module(self, pinned: Mapping[str, object]) -> ModuleLike:
+            return setup(dict(pinned), storage)
 
     made = Harness()
     made.name = name

@@ -53,7 +53,7 @@ BUGS = [
     Bug("double_wrap", ("ENV-001",), frozenset({
         "ENV-001", "ENV-003", "ENV-004", "ENV-005", "ENV-006", "CTX-004", "CTX-006", "DLV-001", "DLV-002", "DLV-005",
         "DLV-006", "DLV-007", "DSP-001", "DSP-002", "FLR-001", "FLR-002", "FLR-006", "FLR-008", "FLR-009", "LIF-007",
-        "PRD-001", "PRD-002", "PRD-004", "PRD-005", "SCH-001", "SCH-002",
+        "PRD-001", "PRD-002", "PRD-004", "PRD-005", "SCH-001", "SCH-002", "ENV-009",
     }), ("ENV",)),
     # No retry and no dead letter: whatever waits for an attempt 2 or a dead letter times out.
     Bug("drop_failed", ("FLR-001", "FLR-004"), frozenset({
@@ -61,7 +61,7 @@ BUGS = [
     }), ("FLR-001", "FLR-004", "FLR-007", "FLR-008", "FLR-009")),
     Bug("lose_in_flight", ("LIF-006",), frozenset({"LIF-006"}), ("LIF",)),
     # A follow-up job on a second queue goes to the first queue's handler (CTX-004).
-    Bug("wrong_queue", ("PRD-001",), frozenset({"PRD-001", "CTX-004"}), ("PRD", "CTX-001")),
+    Bug("wrong_queue", ("PRD-001",), frozenset({"PRD-001", "CTX-004", "PRD-007"}), ("PRD", "CTX-001")),
     Bug("per_queue_bound", ("DLV-003",), frozenset({"DLV-003"}), ("DLV",)),
     # Declares retries but never retries: every rule that expects an attempt 2 fails.
     Bug("never_retry", ("FLR-001", "FLR-002"), frozenset({
@@ -77,6 +77,22 @@ BUGS = [
     Bug("silent_dead_letters", ("FLR-004",), frozenset({"FLR-004", "FLR-006", "ENV-007"}), ("FLR", "ENV-007")),
     Bug("no_backoff", ("FLR-003",), frozenset({"FLR-003"}), ("FLR",)),
     Bug("consumes_unlisted", ("DSP-001",), frozenset({"DSP-001"}), ("DSP",)),
+    # Suite 2.
+    Bug("floaty_integers", ("ENV-009",), frozenset({"ENV-009"}), ("ENV",)),
+    Bug("folded_queue_names", ("PRD-007",), frozenset({"PRD-007", "FLR-010"}), ("PRD", "FLR-010")),
+    Bug("folded_dead_letters", ("FLR-010",), frozenset({"FLR-010"}), ("FLR",)),
+    # Attempt 0 is refused by JobMeta: every first attempt fails before the handler, so every rule counting
+    # attempts breaks, each saying "attempt 0" first.
+    Bug("attempt_zero", ("FLR-001", "FLR-002"), frozenset({
+        "FLR-001", "FLR-002", "FLR-003", "FLR-004", "FLR-006", "ENV-007",
+    }), ("FLR", "CTX", "DSP-004", "ENV-003", "ENV-007")),
+    Bug("config_ignores_env", ("CFG-007",), frozenset({"CFG-007"}), ("CFG",)),
+    # Its settings class has a URL setting the memory driver's lacks: only the rule about URLs is compared.
+    Bug("leaky_url", ("CFG-008",), frozenset({"CFG-008"}), ("CFG-008",), sample=()),
+    # The Redis driver (its private redis-server), with a restart hook that restarts nothing.
+    Bug("restart_noop", ("DUR-005",), frozenset({"DUR-005"}), ("DUR-005",), sample=()),
+    # The Redis driver whose heartbeat stops while every slot is busy.
+    Bug("heartbeat_on_claim", ("DUR-006",), frozenset({"DUR-006"}), ("DUR-006",), sample=()),
 ]
 
 FULL = ("memory", "control")

@@ -18,6 +18,7 @@ def test_check_all_passing_exits_0_and_prints_the_card(kit: Kit) -> None:
     result = kit.nestq("check", "fakedriver")
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
     out = result.stdout.str()
+    assert "nestq-check-" not in out + result.stderr.str(), "the temporary report folder is deleted: never name it"
     assert "the project tests must not run" not in out
     assert "warning" not in out
     assert "nestq check: driver fake (module fakedriver (attribute harness))" in out
@@ -29,7 +30,8 @@ def test_check_all_passing_exits_0_and_prints_the_card(kit: Kit) -> None:
             r"ZZA-002\s+SHOULD\s+skipped\s+Fake jobs arrive in push order\.",
             r"\s+-> ZZA-002 skipped: capability 'ordering' \(ordering='fifo'.*",
             r"ZZB-001\s+MUST\s+passed\s+The second area's rule holds\.",
-            r"PASS: 3/3 MUST, 4 skipped  \(3 passed, 4 skipped; .* s\)",
+            r"PARTIAL \(PASS; left out: the shipped suite \d+: a custom suite at .* ran instead\): 3/5 MUST, "
+            r"2 not declared, 2 unchecked \(a probe missing\)  \(3 passed, 4 skipped; .* s\)",
         ]
     )
 
@@ -42,7 +44,10 @@ def test_check_with_a_failure_exits_1_and_writes_the_report(kit: Kit) -> None:
         [r"ZZB-001\s+MUST\s+failed\s+The second area's rule holds\.", r"\s+-> ZZB-001: AssertionError: expected.*"]
     )
     result.stdout.fnmatch_lines(
-        ["FAIL: 2/3 MUST, 4 skipped*", f"report: {kit.pytester.path / 'card'}/nestq-report.md*"]
+        [
+            "PARTIAL (FAIL; left out: *): 2/5 MUST, 2 not declared, 2 unchecked*",
+            f"report: {kit.pytester.path / 'card'}/nestq-report.md*",
+        ]
     )
     # pytest's own failure report is shown too, framed by the rule.
     result.stdout.fnmatch_lines(["ZZB-001 [MUST] The second area's rule holds. (driver fake)"])
@@ -55,7 +60,12 @@ def test_check_declared_expected_failure_exits_0(kit: Kit) -> None:
     kit.driver(fail=["ZZB-001"], xfail={"ZZB-001": "known"})
     result = kit.nestq("check", "fakedriver")
     assert result.ret == 0
-    result.stdout.re_match_lines([r"ZZB-001\s+MUST\s+xfailed\s+.*", r"PASS: 2/3 MUST, 4 skipped, 1 expected failure.*"])
+    result.stdout.re_match_lines(
+        [
+            r"ZZB-001\s+MUST\s+xfailed\s+.*",
+            r"PARTIAL \(PASS; .*\): 2/5 MUST, 2 not declared, 2 unchecked \(a probe missing\), 1 expected failure.*",
+        ]
+    )
 
 
 def test_check_everything_failed_prints_the_notice(kit: Kit) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 from nestq_conformance.catalogue import suite_hash
-from nestq_conformance.report import REPORT_FILES, load_schema
+from nestq_conformance.report import REPORT_FILES, badge, load_schema
 
 from .conftest import Kit, load_json
 
@@ -56,7 +56,11 @@ def test_report_files_are_written_and_valid(kit: Kit) -> None:
     assert data["manifest"]["max_attempts"] == 3
     assert data["expected_failures"] == {"ZZA-005": "retries are not counted yet"}
     assert data["kit_version"] == __import__("nestq_spec").__version__
-    assert data["suite_version"] == "1"
+    assert data["suite_version"] == "custom", "a custom suite never gets the shipped suite's version"
+    assert data["custom_suite"] == str(kit.suite)
+    assert data["complete"] is False
+    assert data["left_out"] == [f"the shipped suite 1: a custom suite at {kit.suite} ran instead"]
+    assert data["environment_error"] is None
     assert data["suite_hash"] == suite_hash(kit.suite)
     assert data["ok"] is False
     rules = _rules(data)
@@ -75,7 +79,10 @@ def test_report_files_are_written_and_valid(kit: Kit) -> None:
     assert [i["nodeid"].rsplit("::", 1)[1] for i in rules["ZZA-006"]["items"]] == ["test_zza_006[1]", "test_zza_006[2]"]
     assert data["totals"] == {
         "passed": 3, "failed": 1, "error": 0, "xpassed": 0, "xfailed": 1, "skipped": 2, "rules": 7,
+        "not_declared": 1, "applicable": 6,
     }  # fmt: skip
+    assert rules["ZZA-002"]["not_declared"] is True
+    assert rules["ZZA-004"]["not_declared"] is False
     assert data["by_level"]["MUST"]["passed"] == 3
     assert data["by_level"]["MUST"]["failed"] == 1
     assert data["notice"] is None
@@ -103,11 +110,19 @@ def test_markdown_card(kit: Kit) -> None:
     _, data, out = _report(kit)
     card = (out / REPORT_FILES["markdown"]).read_text(encoding="utf-8")
     assert card.startswith("# nestq conformance report card: `fake`\n")
-    assert "| Result | **FAIL**: 2/3 MUST, 4 skipped |" in card  # levels where no rule ran are left out
-    assert f"| Kit | nestq {data['kit_version']}, suite 1 (`{data['suite_hash'][:19]}`) |" in card
+    assert (
+        f"| Result | **PARTIAL (FAIL; left out: the shipped suite 1: a custom suite at {kit.suite} ran instead)**: "
+        "2/5 MUST, 2 not declared, 2 unchecked (a probe missing) |" in card
+    )  # levels where no rule ran are left out
+    assert (
+        f"| Kit | nestq {data['kit_version']}, custom suite at {kit.suite} (not the shipped suite) "
+        f"(`{data['suite_hash'][:19]}`) |" in card
+    )
     assert "## Capability manifest" in card
     assert '| ordering | `"none"` |' in card
-    assert "| MUST | 5 | 2 | 1 | 0 | 0 | 0 | 2 |" in card
+    # level | rules | apply | passed | failed | error | xpassed | expected failure | not declared | unchecked
+    assert "| MUST | 5 | 5 | 2 | 1 | 0 | 0 | 0 | 0 | 2 |" in card
+    assert "| SHOULD | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 1 | 0 |" in card
     assert "### ZZA: the fake area" in card
     assert "### ZZB: the second fake area" in card
     assert "| ZZB-001 | MUST | ❌ failed | The second area's rule holds. |" in card
@@ -121,20 +136,55 @@ def test_markdown_card(kit: Kit) -> None:
 @pytest.mark.parametrize(
     ("caps", "fail", "xfail", "message", "color"),
     [
-        ({}, [], {}, "3/3 MUST ok", "brightgreen"),
-        ({}, ["ZZB-001"], {}, "2/3 MUST ok", "red"),
-        ({"ordering": "fifo"}, ["ZZA-002"], {}, "3/3 MUST ok, 1 other failing", "orange"),
-        ({}, ["ZZA-001"], {"ZZA-001": "known"}, "2/3 MUST ok, 1 known failing", "yellow"),
+        ({}, [], {}, "3/5 MUST, 2 unchecked", "yellow"),
+        ({}, ["ZZB-001"], {}, "2/5 MUST", "red"),
+        ({"ordering": "fifo"}, ["ZZA-002"], {}, "3/5 MUST, 1 other failing", "orange"),
+        ({}, ["ZZA-001"], {"ZZA-001": "known"}, "2/5 MUST, 1 known failing, 2 unchecked", "yellow"),
     ],
 )
 def test_badge(
     kit: Kit, caps: dict[str, Any], fail: list[str], xfail: dict[str, str], message: str, color: str
 ) -> None:
     kit.driver(caps=caps, fail=fail, xfail=xfail)
-    _, _, out = _report(kit)
-    badge = load_json(out / REPORT_FILES["badge"])
-    assert set(badge) == BADGE_KEYS
-    assert badge == {"schemaVersion": 1, "label": "nestq fake", "message": message, "color": color}
+    _, data, out = _report(kit)
+    written = load_json(out / REPORT_FILES["badge"])
+    assert set(written) == BADGE_KEYS
+    # A custom suite's badge is grey whatever happened; the colours are those of the same run of the shipped suite.
+    assert written == {
+        "schemaVersion": 1,
+        "label": "nestq fake",
+        "message": f"custom suite: {message}",
+        "color": "lightgrey",
+    }
+    shipped = {**data, "custom_suite": None, "complete": True, "left_out": []}
+    assert badge(shipped) == {"schemaVersion": 1, "label": "nestq fake", "message": message, "color": color}
+    partial = {**shipped, "complete": False}
+    assert badge(partial)["message"] == f"partial: {message}"
+    assert badge(partial)["color"] == ("red" if color == "red" else "blue")
+
+
+def test_badge_is_green_only_when_every_must_rule_that_applies_passed() -> None:
+    counts = {
+        "passed": 4,
+        "failed": 0,
+        "error": 0,
+        "xpassed": 0,
+        "xfailed": 0,
+        "skipped": 2,
+        "rules": 6,
+        "not_declared": 2,
+        "applicable": 4,
+    }
+    report = {
+        "driver": {"name": "d"},
+        "by_level": {"MUST": counts},
+        "totals": counts,
+        "complete": True,
+        "custom_suite": None,
+        "environment_error": None,
+    }
+    assert badge(report) == {"schemaVersion": 1, "label": "nestq d", "message": "4/4 MUST ok", "color": "brightgreen"}
+    assert badge({**report, "environment_error": "down"})["color"] == "red"
 
 
 def test_badge_when_nothing_ran(kit: Kit) -> None:

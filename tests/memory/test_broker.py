@@ -93,3 +93,45 @@ async def test_operator_api(broker: MemoryBroker) -> None:
     assert broker.purge("a") == 3
     assert broker.depth("a") == 0
     assert broker.redrive("nothing") == broker.purge_dead_letters("nothing") == broker.purge("nothing") == 0
+
+
+@pytest.mark.parametrize(
+    ("action", "call"),
+    [
+        ("ack", lambda b, j: b.ack(j)),
+        ("retry", lambda b, j: b.retry(j, 0.0, "boom")),
+        ("dead-letter", lambda b, j: b.dead_letter(j, "boom")),
+        ("give back", lambda b, j: b.give_back(j)),
+    ],
+)
+def test_finishing_a_job_that_is_not_running_is_refused(action: str, call: object) -> None:
+    from nestq_memory.broker import IllegalTransition
+
+    finish = call  # type: ignore[assignment]
+    broker = MemoryBroker()
+    broker.push("q", b"first")
+    broker.push("q", b"second")
+    job = broker.claim(["q"])
+    assert job is not None
+    broker.ack(job)
+    with pytest.raises(IllegalTransition, match=rf"cannot {action} job {job.job_id} .*it already finished"):
+        finish(broker, job)  # type: ignore[operator]
+    # An early call on a job still waiting to be claimed does not undo its state either.
+    waiting = broker._queues["q"].ready[0][0]
+    with pytest.raises(IllegalTransition, match="it is ready, waiting to be claimed"):
+        finish(broker, waiting)  # type: ignore[operator]
+    assert broker.stats("q").ready == 1
+    assert broker.claim(["q"]) is waiting
+
+
+def test_a_retried_job_cannot_be_acked_by_its_old_attempt() -> None:
+    from nestq_memory.broker import IllegalTransition
+
+    broker = MemoryBroker()
+    broker.push("q", b"x")
+    job = broker.claim(["q"])
+    assert job is not None
+    broker.retry(job, 60.0, "boom")
+    with pytest.raises(IllegalTransition, match="it is delayed"):
+        broker.ack(job)
+    assert broker.stats("q").delayed == 1

@@ -84,3 +84,9 @@ async def test_the_context_is_reset_when_the_handler_raises() -> None:
 
 def test_job_meta_defaults() -> None:
     assert JobMeta() == JobMeta(attempt=1, job_id=None)
+
+
+@pytest.mark.parametrize("attempt", [0, -1, True, 1.0, "1"])
+def test_job_meta_refuses_attempts_below_1(attempt: object) -> None:
+    with pytest.raises(ValueError, match=r"attempts start at 1"):
+        JobMeta(attempt=attempt)  # type: ignore[arg-type]

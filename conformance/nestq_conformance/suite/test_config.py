@@ -17,7 +17,7 @@ from nestq_spec import ConfigError, describe_settings, env_var, load_settings
 def _settings_class(nq: Scenario) -> type[Any]:
     cls = nq.harness.settings_class
     if cls is None:
-        pytest.skip("the harness declares no settings_class, so its configuration cannot be checked")
+        pytest.skip("does not apply: the harness declares no settings_class, so its configuration cannot be checked")
     return cls
 
 
@@ -164,7 +164,7 @@ def test_cfg_004_invalid_env_value_names_the_variable(nq: Scenario) -> None:
         else:
             problems.append(f"{var}=not-a-valid-value was accepted")
     if not checked:
-        pytest.skip("the settings class has no numeric or boolean setting to feed a bad value")
+        pytest.skip("does not apply: the settings class has no numeric or boolean setting to feed a bad value")
     assert not problems, "; ".join(problems)
 
 
@@ -201,6 +201,130 @@ def test_cfg_006_secrets_never_shown(nq: Scenario) -> None:
         elif "://" in default:
             env[env_var(cls, f.name)] = default.split("://", 1)[0] + f"://user:{secret}@nestq-suite.invalid:1/0"
     if not env:
-        pytest.skip("the settings class has no secret or URL setting")
+        pytest.skip("does not apply: the settings class has no secret or URL setting")
     shown = repr(load_settings(cls, None, env=env))
     assert secret not in shown, f"a secret shows in the settings repr: {shown}"
+
+
+def _int_settings(cls: type[Any]) -> list[tuple[str, int, int]]:
+    """(name, first value, second value) for every plain int setting with two valid values besides the default."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in _fields(cls):
+        if _inner(hints[f.name]) is not int or f.metadata.get("secret") or not isinstance(f.default, int):
+            continue
+        low, high = f.metadata.get("min"), f.metadata.get("max")
+        values = [v for v in (f.default + 1, f.default + 2, f.default - 1, f.default - 2)
+                  if (low is None or v >= low) and (high is None or v <= high)]
+        if len(values) >= 2:
+            found.append((f.name, values[0], values[1]))
+    return found
+
+
+@rule(
+    "CFG-007",
+    "MUST",
+    since="2",
+    probes=("configured_module", "live_settings"),
+    hint="load the settings when the module is booted (in its register/collect), with load_settings(cls, pinned) "
+    "reading os.environ then; never at import time, never with an empty or cached environment, and hand the "
+    "loaded object to the connection and the worker",
+)
+def test_cfg_007_booted_driver_uses_env_and_pinned_values(nq: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The booted driver uses NESTQ_<NS>__<KEY> values read at boot, and values pinned in code win over them."""
+    cls = _settings_class(nq)
+    chosen = _int_settings(cls)
+    if not chosen:
+        pytest.skip("does not apply: the settings class has no integer setting to move through the environment")
+    for f in _fields(cls):  # the rule's own environment: nothing of the namespace but what it sets
+        monkeypatch.delenv(env_var(cls, f.name), raising=False)
+    defaults = {f.name: f.default for f in _fields(cls)}
+    pinned_half = {name: first for name, first, _ in chosen[: max(1, len(chosen) // 2)]}
+
+    def boot(pinned: dict[str, object], env: dict[str, int]) -> object:
+        for name, value in env.items():
+            monkeypatch.setenv(env_var(cls, name), str(value))
+        try:
+            root = nq.harness.configured_module(pinned)
+            app = nq.worker_application(producer=root)
+            return nq.harness.live_settings(app.container)
+        finally:
+            for name in env:
+                monkeypatch.delenv(env_var(cls, name), raising=False)
+
+    async def scenario() -> list[str]:
+        problems: list[str] = []
+        live = boot({}, {name: first for name, first, _ in chosen})
+        for name, first, _ in chosen:
+            if getattr(live, name) != first:
+                problems.append(f"{env_var(cls, name)}={first}: the booted driver uses {name}={getattr(live, name)!r}")
+        live = boot(dict(pinned_half), {name: second for name, _, second in chosen})
+        for name, first, second in chosen:
+            want = pinned_half.get(name, second)
+            if getattr(live, name) != want:
+                how = f"pinned {first} in code" if name in pinned_half else f"{env_var(cls, name)}={second} at boot"
+                problems.append(f"{how}: the booted driver uses {name}={getattr(live, name)!r}, expected {want!r}")
+        live = boot({}, {})
+        for name, _, _ in chosen:
+            if getattr(live, name) != defaults[name]:
+                problems.append(f"no variable set: the booted driver uses {name}={getattr(live, name)!r}, "
+                                f"expected the default {defaults[name]!r}")
+        return problems
+
+    problems = nq.run(scenario)
+    assert not problems, "the booted driver does not use its configuration as set: " + "; ".join(problems)
+
+
+SECRET_MARK = "s3cr"
+URL_PASSWORDS = ("s3cr/et", "s3cr#et", "s3cr?et", "s3cr@et", "s3cr/#?@et", "s3cr:et")
+
+
+@rule(
+    "CFG-008",
+    "MUST",
+    since="2",
+    hint="redact URLs with nestq_spec.config.redact (the userinfo ends at the last '@' before the host; the "
+    "password may hold / # ? @ :), and use it in reprs, errors and describe(); never print a URL as given",
+)
+def test_cfg_008_url_passwords_with_special_characters_never_shown(nq: Scenario) -> None:
+    """Passwords holding / # ? @ inside URL settings never show in the settings' repr, errors or the kit's output."""
+    from nestq_conformance.redaction import redact_text
+
+    cls = _settings_class(nq)
+    hints = typing.get_type_hints(cls)
+    urls = [f for f in _fields(cls) if _inner(hints[f.name]) is str and "://" in str(f.default or "")]
+    if not urls:
+        pytest.skip("does not apply: the settings class has no URL setting")
+    problems = []
+    for f in urls:
+        scheme = str(f.default).split("://", 1)[0]
+        var = env_var(cls, f.name)
+        for password in URL_PASSWORDS:
+            url = f"{scheme}://user:{password}@nestq-suite.invalid:1/0"
+            shown: list[tuple[str, str]] = [("the kit's redaction", redact_text(f"connecting to {url} failed"))]
+            try:
+                loaded = load_settings(cls, None, env={var: url})
+            except ConfigError as exc:
+                shown.append(("the ConfigError", str(exc)))
+            else:
+                shown.append(("the settings' repr", repr(loaded)))
+                shown.append(("str() of the settings", str(loaded)))
+            try:
+                load_settings(cls, {f.name: url}, env={_bad_companion(cls, f.name): "not-a-valid-value"})
+            except ConfigError as exc:
+                shown.append(("a ConfigError about another setting", str(exc)))
+            except Exception as exc:  # not the point of this rule: only what it prints matters
+                shown.append((f"a {type(exc).__name__}", str(exc)))
+            for where, text in shown:
+                if SECRET_MARK in text:
+                    problems.append(f"password {password!r} of {var} shows in {where}: {text[:200]}")
+    assert not problems, "; ".join(problems[:6])
+
+
+def _bad_companion(cls: type[Any], name: str) -> str:
+    """The variable of another numeric setting, to provoke an error while the URL is loaded."""
+    hints = typing.get_type_hints(cls)
+    for f in _fields(cls):
+        if f.name != name and _inner(hints[f.name]) in (int, float):
+            return env_var(cls, f.name)
+    return env_var(cls, name) + "_UNUSED"

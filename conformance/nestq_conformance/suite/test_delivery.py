@@ -138,7 +138,8 @@ def test_dlv_004_concurrency_is_used(nq: Scenario) -> None:
     "MUST",
     requires=("ordering",),
     hint="with concurrency 1 a FIFO driver must claim in push order and finish each job before the next; check "
-    "LPUSH/RPOP pairing, batch claims that reorder, and retries or returns that requeue at the tail",
+    "that the end pushed to is the opposite of the end claimed from, batch claims that reorder, and retries or "
+    "returns that requeue at the tail",
 )
 def test_dlv_005_fifo_with_concurrency_one(nq: Scenario) -> None:
     """With one worker at concurrency 1, jobs of a queue are delivered in push order (pushed before and after serve)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nestq_conformance.kit import Behaviour, Recorder, Scenario, WorkerProcess, key_of
+from nestq_conformance.kit import Behaviour, Recorder, Scenario, WorkerProcess, duplicates, key_of
 from nestq_conformance.rules import rule
 
 BOOT = 20.0
@@ -36,7 +36,7 @@ async def _crash_mid_job(nq: Scenario) -> tuple[dict[str, Any], dict[str, Any], 
     "MUST",
     requires=("visibility_timeout", "cross_process"),
     hint="a claim must record ownership with a deadline in the storage, and a sweep must return expired claims; "
-    "a plain pop (BRPOP, a DELETE ... RETURNING without a lease) loses the job when the worker dies",
+    "a claim that removes the job with no lease (a plain pop or delete) loses it when the worker dies",
 )
 def test_dur_001_killed_worker_job_redelivered(nq: Scenario) -> None:
     """A job whose worker process is SIGKILLed mid-job is redelivered to a new worker after the visibility timeout."""
@@ -94,6 +94,40 @@ def test_dur_003_long_job_not_redelivered_while_worker_alive(nq: Scenario) -> No
 
 
 @rule(
+    "DUR-006",
+    "MUST",
+    since="2",
+    requires=("visibility_timeout",),
+    hint="run the heartbeat in a task of its own that extends the lease of every running job; a heartbeat that "
+    "rides on the claim loop stops when every slot is busy, and the leases of a live worker expire",
+)
+def test_dur_006_saturated_worker_keeps_its_leases(nq: Scenario) -> None:
+    """A worker with every slot holding a job for 3 visibility timeouts keeps their leases: no job runs twice."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        slots = nq.settings.concurrency
+        long = 3 * nq.settings.visibility_timeout
+        rec = Recorder()
+        proc = rec.processor(queue, behaviour=Behaviour(work=long))
+        async with nq.worker(proc, label="saturated") as worker:
+            for i in range(slots):
+                await worker.producer.push_json(queue, {"n": i})
+            await nq.eventually(lambda: rec.running == slots, f"all {slots} slots of the first worker busy",
+                                seen=rec.summary)
+            # A second worker is idle and ready: any lease the first one lets expire hands it a running job.
+            async with nq.worker(proc, label="idle"):
+                await nq.eventually(lambda: rec.count(queue, outcome="ok") >= slots, f"the {slots} long jobs",
+                                    within=long + nq.timeout, seen=rec.summary)
+                await nq.stays(lambda: rec.count(queue) == slots, nq.quiet_period(),
+                               f"a single delivery of each of the {slots} jobs", seen=rec.summary)
+        twice = duplicates(rec.keys(queue))
+        assert not twice, f"jobs of a live, saturated worker were delivered again: {twice}; {rec.summary(queue)}"
+
+    nq.run(scenario)
+
+
+@rule(
     "DUR-004",
     "MUST",
     requires=("durability", "cross_process"),
@@ -123,7 +157,7 @@ def test_dur_004_jobs_wait_for_a_worker_in_another_process(nq: Scenario) -> None
     "DUR-005",
     "MUST",
     requires=("storage_restart",),
-    probes=("restart_storage",),
+    probes=("restart_storage", "storage_identity"),
     hint="every storage call in the worker loop must survive a dropped connection (catch, back off for "
     "poll_interval, reconnect) and never exit serve(); jobs must be persisted before push_json returns",
 )
@@ -140,7 +174,7 @@ def test_dur_005_worker_survives_storage_restart(nq: Scenario) -> None:
                 accepted.append(i)
             await nq.eventually(lambda: rec.count(queue, outcome="ok") >= 5, "a few jobs before the restart",
                                 seen=rec.summary)
-            await nq.harness.restart_storage()
+            await nq.restart_storage()
             refused: list[str] = []
             for i in range(20, 40):
                 deadline = time.monotonic() + nq.timeout

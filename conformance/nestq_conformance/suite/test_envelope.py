@@ -142,7 +142,7 @@ def test_env_002_raw_envelope_delivered_unchanged(nq: Scenario) -> None:
         rec = Recorder()
         async with nq.worker(rec.processor(queue)) as worker:
             for data, _ in planted:
-                await nq.harness.push_raw(worker.container, queue, data)
+                await nq.probe("push_raw", nq.harness.push_raw(worker.container, queue, data))
             await nq.eventually(lambda: rec.count(queue) >= len(planted), "every planted envelope", seen=rec.summary)
         problem = compare_multisets([p for _, p in planted], rec.payloads(queue))
         assert problem is None, f"planted envelopes did not arrive as stored: {problem}"
@@ -246,7 +246,7 @@ def test_env_006_malformed_envelopes_fail_closed(nq: Scenario) -> None:
         rec = Recorder()
         async with nq.worker(rec.processor(queue)) as worker:
             for data in MALFORMED.values():
-                await nq.harness.push_raw(worker.container, queue, data)
+                await nq.probe("push_raw", nq.harness.push_raw(worker.container, queue, data))
             await worker.producer.push_json(queue, {"good": 1})
             await nq.eventually(lambda: rec.count(queue, {"good": 1}) == 1, "the good job pushed after the bad ones",
                                 seen=rec.summary)
@@ -272,7 +272,7 @@ def test_env_007_malformed_envelopes_dead_lettered_once(nq: Scenario) -> None:
         rec = Recorder()
         async with nq.worker(rec.processor(queue)) as worker:
             for data in MALFORMED.values():
-                await nq.harness.push_raw(worker.container, queue, data)
+                await nq.probe("push_raw", nq.harness.push_raw(worker.container, queue, data))
             letters = await nq.dead_letters(worker.container, queue, len(MALFORMED))
         wrong_attempts = [(d.error[:80], d.attempts) for d in letters if d.attempts != 1]
         assert not wrong_attempts, f"expected attempts=1 for every malformed envelope, found {wrong_attempts}"
@@ -303,11 +303,60 @@ def test_env_008_malformed_envelopes_not_retried_forever(nq: Scenario) -> None:
         rec = Recorder()
         async with nq.worker(rec.processor(queue)) as worker:
             for data in MALFORMED.values():
-                await nq.harness.push_raw(worker.container, queue, data)
+                await nq.probe("push_raw", nq.harness.push_raw(worker.container, queue, data))
             await nq.poll(
-                lambda: nq.harness.queue_depth(worker.container, queue),
+                lambda: nq.probe("queue_depth", nq.harness.queue_depth(worker.container, queue)),
                 lambda depth: depth == 0,
                 f"the depth of {queue} to fall to 0 after {len(MALFORMED)} malformed envelopes",
             )
+
+    nq.run(scenario)
+
+
+# Numbers a storage that goes through floats (a JSON library with float-only numbers, a score in a sorted set,
+# a numeric column) mangles: integers past 2**53 in both signs, at and past the 64-bit limits, and floats that need
+# all 17 significant digits.
+BIG_NUMBERS: list[Any] = [
+    2**53 + 1, -(2**53 + 1), 2**53 + 3, 2**62 + 1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**64 + 1,
+    -(2**70) - 7, 10**30 + 1, 0.30000000000000004, 0.1, 1 / 3, 2.0**-1074, 1.7976931348623157e308,
+    2.2250738585072014e-308, -9007199254740993.0, 123456789.12345679, 1e-7, 1.0, -0.0,
+]  # fmt: skip
+WIDE_INTEGERS = st.one_of(
+    st.integers(min_value=2**53 + 1, max_value=2**80),
+    st.integers(min_value=-(2**80), max_value=-(2**53) - 1),
+)
+DIGIT_HUNGRY_FLOATS = st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: len(repr(f)) >= 18)
+
+
+@rule(
+    "ENV-009",
+    "MUST",
+    since="2",
+    hint="keep the envelope bytes as bytes (or text) end to end; never parse them into a number type that is a "
+    "float, nor store a payload's numbers in a field that is one",
+)
+@given(
+    ints=st.lists(WIDE_INTEGERS, min_size=1, max_size=8),
+    floats=st.lists(DIGIT_HUNGRY_FLOATS, min_size=1, max_size=8),
+)
+@hsettings(
+    max_examples=3,
+    deadline=None,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=list(HealthCheck),
+)
+def test_env_009_large_integers_and_precise_floats_unchanged(
+    nq: Scenario, ints: list[int], floats: list[float]
+) -> None:
+    """Integers beyond 2**53 and 2**63 (both signs) and floats needing 17 digits reach the handler exactly."""
+    payloads: list[Any] = [{"i": k, "x": value} for k, value in enumerate(BIG_NUMBERS)]
+    payloads.append({"ints": ints, "floats": floats})
+    payloads.append(BIG_NUMBERS)
+
+    async def scenario() -> None:
+        received = await push_all_and_collect(nq, payloads)
+        problem = compare_multisets(payloads, received)
+        assert problem is None, f"numbers changed on the way (pushed, received as canonical JSON): {problem}"
 
     nq.run(scenario)

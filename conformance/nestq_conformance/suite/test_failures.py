@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nestq_conformance.kit import Behaviour, Delivery, Recorder, Scenario, key_of
+from nestq_conformance.kit import Behaviour, Delivery, Recorder, Scenario, key_of, look_alike_queues, ordinal
 from nestq_conformance.rules import rule
 from nestq_spec import NonRetryableError, process, processor
 
@@ -52,7 +52,7 @@ def test_flr_002_attempted_exactly_max_attempts(nq: Scenario) -> None:
         async with nq.worker(rec.processor(queue, behaviour=Behaviour(fail_always=True))) as worker:
             await worker.producer.push_json(queue, {"n": 1})
             await nq.eventually(lambda: rec.count(queue) >= n, f"{n} attempts", seen=rec.summary)
-            await nq.stays(lambda: rec.count(queue) == n, nq.quiet_period(), f"no attempt after the {n}th",
+            await nq.stays(lambda: rec.count(queue) == n, nq.quiet_period(), f"no attempt after the {ordinal(n)}",
                            seen=rec.summary)
         assert rec.attempts({"n": 1}) == list(range(1, n + 1)), (
             f"expected attempts {list(range(1, n + 1))}, saw {rec.attempts({'n': 1})}"
@@ -286,3 +286,47 @@ def test_flr_009_handler_exceptions_never_stop_the_worker(nq: Scenario) -> None:
                                 "a job pushed after all the failures", seen=rec.summary)
 
     nq.run(scenario)
+
+
+@rule(
+    "FLR-010",
+    "MUST",
+    since="2",
+    requires=("dead_letters",),
+    probes=("dead_letters",),
+    hint="key dead letters by the exact queue name, like the queue itself: no case folding, no separator mapping, "
+    "no prefix match when listing them",
+)
+def test_flr_010_dead_letters_of_look_alike_queues_kept_apart(nq: Scenario) -> None:
+    """Dead letters of queues whose names differ only by a separator, case or a prefix stay with their queue."""
+    queues = look_alike_queues(nq.queue())
+
+    async def scenario() -> None:
+        rec = Recorder()
+        how = Behaviour(fail_always=True, non_retryable=True)
+        async with nq.worker(rec.processor(*queues, behaviour=how)) as worker:
+            for queue in queues:
+                await worker.producer.push_json(queue, {"q": queue})
+            found = {}
+            for queue in queues:
+                found[queue] = await nq.dead_letters(worker.container, queue)
+            await nq.stays(lambda: len(rec.deliveries) == len(queues), nq.quiet_period(), "no further attempt",
+                           seen=rec.summary)
+            for queue in queues:  # read again: a letter filed under a look-alike may have shown up late
+                found[queue] = await nq.probe("dead_letters", nq.harness.dead_letters(worker.container, queue))
+        wrong = {}
+        for queue, letters in found.items():
+            owners = [_payload_of(letter.envelope).get("q") for letter in letters]
+            if owners != [queue]:
+                wrong[queue] = owners
+        assert not wrong, f"expected exactly one dead letter per queue, its own; the probe listed {wrong}"
+
+    nq.run(scenario)
+
+
+def _payload_of(stored: object) -> dict[str, Any]:
+    from nestq_spec import loads_envelope
+
+    parsed = loads_envelope(stored) if isinstance(stored, bytes | bytearray | memoryview | str) else stored
+    payload = parsed.get("payload") if isinstance(parsed, dict) else None
+    return payload if isinstance(payload, dict) else {}

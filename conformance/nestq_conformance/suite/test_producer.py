@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any, TypedDict
 
-from nestq_conformance.kit import Recorder, Scenario, key_of
+from nestq_conformance.kit import Recorder, Scenario, key_of, look_alike_queues
 from nestq_conformance.rules import rule
 from nestq_spec import MAX_QUEUE_NAME_LENGTH, QueueNameError
 
@@ -236,3 +236,39 @@ def test_prd_006_producer_module_has_no_transport(nq: Scenario) -> None:
 
     nq.run(scenario)
 
+
+
+@rule(
+    "PRD-007",
+    "MUST",
+    since="2",
+    hint="build every storage key from the exact queue name, with a delimiter no queue name can contain, and never "
+    "fold case, map separators or match keys by prefix",
+)
+def test_prd_007_look_alike_queue_names_kept_apart(nq: Scenario) -> None:
+    """Queues whose names differ only by a separator (. : - _), by case, or as a prefix of each other stay apart."""
+    queues = look_alike_queues(nq.queue())
+    first, second = queues[0::2], queues[1::2]
+
+    async def scenario() -> None:
+        rec = Recorder()
+        async with nq.producer_app() as app:
+            for n in range(2):
+                for queue in queues:
+                    await app.producer.push_json(queue, {"q": queue, "n": n})
+        # A worker serving half the names must see exactly their jobs, and leave the look-alikes' jobs alone.
+        async with nq.worker(rec.processor(*first), label="first-half"):
+            await nq.eventually(lambda: len(rec.deliveries) >= 2 * len(first),
+                                f"2 jobs on each of {first}", seen=rec.summary)
+            await nq.stays(lambda: len(rec.deliveries) == 2 * len(first), nq.quiet_period(),
+                           "no job of another queue", seen=rec.summary)
+        async with nq.worker(rec.processor(*second), label="second-half"):
+            await nq.eventually(lambda: all(rec.count(q) == 2 for q in second),
+                                f"2 jobs on each of {second}, left for them by the first worker", seen=rec.summary)
+        crossed = [f"{d.payload.get('q')!r} delivered on {d.queue!r}" for d in rec.deliveries
+                   if not isinstance(d.payload, dict) or d.payload.get("q") != d.queue]
+        assert not crossed, "jobs crossed between look-alike queues: " + "; ".join(crossed[:6])
+        counts = {q: rec.count(q) for q in queues}
+        assert all(c == 2 for c in counts.values()), f"expected 2 deliveries on each queue, got {counts}"
+
+    nq.run(scenario)

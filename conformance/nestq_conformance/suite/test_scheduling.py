@@ -25,7 +25,7 @@ def test_sch_001_delayed_job_not_delivered_early(nq: Scenario) -> None:
         rec = Recorder()
         async with nq.worker(rec.processor(queue)) as worker:
             pushed = time.monotonic()
-            await nq.harness.push_delayed(worker.container, queue, {"n": "delayed"}, delay)
+            await nq.probe("push_delayed", nq.harness.push_delayed(worker.container, queue, {"n": "delayed"}, delay))
             await nq.eventually(lambda: rec.count(queue, {"n": "delayed"}) == 1, "the delayed job",
                                 within=delay + nq.timeout, seen=rec.summary)
         waited = rec.of(queue)[0].started - pushed
@@ -51,7 +51,7 @@ def test_sch_002_delayed_job_does_not_hold_back_others(nq: Scenario) -> None:
         rec = Recorder()
         async with nq.worker(rec.processor(queue), settings=one) as worker:
             pushed = time.monotonic()
-            await nq.harness.push_delayed(worker.container, queue, {"n": "delayed"}, delay)
+            await nq.probe("push_delayed", nq.harness.push_delayed(worker.container, queue, {"n": "delayed"}, delay))
             for i in range(5):
                 await worker.producer.push_json(queue, {"n": i})
             await nq.eventually(lambda: set(range(5)) <= set(rec.keys(queue, outcome="ok")),
@@ -68,8 +68,8 @@ def test_sch_002_delayed_job_does_not_hold_back_others(nq: Scenario) -> None:
     "MUST",
     requires=("priority",),
     probes=("push_with_priority",),
-    hint="claim the highest priority ready job first (a sorted set by priority then sequence, or one list per "
-    "priority level polled high to low)",
+    hint="claim the highest priority ready job first (an index ordered by priority then push order, or one "
+    "queue per priority level read high to low), for every priority value including 1",
 )
 def test_sch_003_higher_priority_first(nq: Scenario) -> None:
     """With jobs of mixed priority waiting, one worker at concurrency 1 runs higher priorities first."""
@@ -78,11 +78,13 @@ def test_sch_003_higher_priority_first(nq: Scenario) -> None:
         queue = nq.queue()
         one = nq.settings.with_(concurrency=1)
         async with nq.producer_app(settings=one) as producer_app:
-            for i, priority in enumerate([0, 0, 10, 5, 0, 10, 5, 10]):
-                await nq.harness.push_with_priority(producer_app.container, queue, {"n": i, "p": priority}, priority)
+            for i, priority in enumerate([0, 1, 10, 5, 0, 10, 1, 5, 10]):
+                payload = {"n": i, "p": priority}
+                push = nq.harness.push_with_priority(producer_app.container, queue, payload, priority)
+                await nq.probe("push_with_priority", push)
         rec = Recorder()
         async with nq.worker(rec.processor(queue), settings=one):
-            await nq.eventually(lambda: rec.count(queue, outcome="ok") == 8, "the 8 jobs", seen=rec.summary)
+            await nq.eventually(lambda: rec.count(queue, outcome="ok") == 9, "the 9 jobs", seen=rec.summary)
         seen = rec.keys(queue, "p")
         assert seen == sorted(seen, reverse=True), f"expected priorities high to low, got {seen}"
 
