@@ -32,7 +32,7 @@ __all__ = [
     "suite_hash",
 ]
 
-SUITE_VERSION = "1"
+SUITE_VERSION = "2"
 """The version of the rule set; a rule's ``since`` names the suite version that added it."""
 SUITE_PACKAGE = "nestq_conformance.suite"
 """The package holding the suite's test modules."""

@@ -77,6 +77,7 @@ BUGS = [
     Bug("silent_dead_letters", ("FLR-004",), frozenset({"FLR-004", "FLR-006", "ENV-007"}), ("FLR", "ENV-007")),
     Bug("no_backoff", ("FLR-003",), frozenset({"FLR-003"}), ("FLR",)),
     Bug("consumes_unlisted", ("DSP-001",), frozenset({"DSP-001"}), ("DSP",)),
+    Bug("leaky_connection", ("LIF-009",), frozenset({"LIF-009"}), ("LIF",)),
 ]
 
 FULL = ("memory", "control")

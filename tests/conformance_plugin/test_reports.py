@@ -56,7 +56,7 @@ def test_report_files_are_written_and_valid(kit: Kit) -> None:
     assert data["manifest"]["max_attempts"] == 3
     assert data["expected_failures"] == {"ZZA-005": "retries are not counted yet"}
     assert data["kit_version"] == __import__("nestq_spec").__version__
-    assert data["suite_version"] == "1"
+    assert data["suite_version"] == "2"
     assert data["suite_hash"] == suite_hash(kit.suite)
     assert data["ok"] is False
     rules = _rules(data)
@@ -104,7 +104,7 @@ def test_markdown_card(kit: Kit) -> None:
     card = (out / REPORT_FILES["markdown"]).read_text(encoding="utf-8")
     assert card.startswith("# nestq conformance report card: `fake`\n")
     assert "| Result | **FAIL**: 2/3 MUST, 4 skipped |" in card  # levels where no rule ran are left out
-    assert f"| Kit | nestq {data['kit_version']}, suite 1 (`{data['suite_hash'][:19]}`) |" in card
+    assert f"| Kit | nestq {data['kit_version']}, suite 2 (`{data['suite_hash'][:19]}`) |" in card
     assert "## Capability manifest" in card
     assert '| ordering | `"none"` |' in card
     assert "| MUST | 5 | 2 | 1 | 0 | 0 | 0 | 2 |" in card

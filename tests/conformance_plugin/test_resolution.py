@@ -134,7 +134,7 @@ def test_header_names_harness_manifest_and_suite(kit: Kit) -> None:
     assert "nestq: harness: fake storage, no server" in out
     assert "nestq: manifest: durability='ephemeral', delivery='at-most-once'" in out
     assert "retries=True, max_attempts=3" in out
-    assert f"nestq: suite 1 at {kit.suite}: collected beside the given paths; timeout scale 2.5" in out
+    assert f"nestq: suite 2 at {kit.suite}: collected beside the given paths; timeout scale 2.5" in out
     assert "nestq: expected failures declared: ZZA-001" in out
 
 
