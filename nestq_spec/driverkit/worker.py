@@ -112,6 +112,7 @@ class QueueWorker(Transport, Generic[H]):
         self._running: dict[asyncio.Task[None], Delivery[H]] = {}
         self._settle: dict[str, _Settlements[H]] = {}
         self._slot = asyncio.Event()
+        self._missing: NotImplementedError | None = None
 
     # ------------------------------------------------------------------------------------------ storage primitives
 
@@ -197,6 +198,8 @@ class QueueWorker(Transport, Generic[H]):
                 await keeper.stop()
         if not receiver.cancelled() and (failure := receiver.exception()) is not None:
             raise failure
+        if self._missing is not None:
+            raise self._missing
 
     async def _receive_loop(
         self, by_queue: dict[str, tuple[ProcessMethod, ...]], container: Container, cancel: CancellationToken
@@ -211,6 +214,8 @@ class QueueWorker(Transport, Generic[H]):
                 continue
             try:
                 batch = await self.receive(queues, free, self.receive_wait)
+            except NotImplementedError:
+                raise  # a primitive the driver has not written yet: serve() fails with its message
             except Exception as exc:
                 log.warning("receive from %s failed, trying again in %.2gs: %s", ", ".join(queues), pause,
                             describe_error(exc))
@@ -295,6 +300,8 @@ class QueueWorker(Transport, Generic[H]):
 
     async def _write(self, settle: _Settlements[H]) -> bool:
         """Write every pending outcome of one queue; keep those whose write failed. Return whether all were written."""
+        if self._missing is not None:
+            return True  # a primitive is missing: nothing can be written, serve() is stopping with its message
         batch, settle.pending = settle.pending, []
         acks = [d for kind, d, _ in batch if kind == _ACK]
         backs = [d for kind, d, _ in batch if kind == _GIVE_BACK]
@@ -302,6 +309,8 @@ class QueueWorker(Transport, Generic[H]):
         if acks:
             try:
                 await self.ack(acks)
+            except NotImplementedError as exc:
+                self._missing_primitive(exc)
             except Exception as exc:
                 log.warning("ack of %d job(s) on %s failed, will retry: %s", len(acks), acks[0].queue,
                             describe_error(exc))
@@ -312,6 +321,8 @@ class QueueWorker(Transport, Generic[H]):
                     await self.retry(delivery, delay, delivery.error)
                 elif kind == _DEAD:
                     await self.dead_letter(delivery, delivery.error)
+            except NotImplementedError as exc:
+                self._missing_primitive(exc)
             except Exception as exc:
                 log.warning("%s of job %s on %s failed, will retry: %s", kind, delivery.job_id, delivery.queue,
                             describe_error(exc))
@@ -319,12 +330,21 @@ class QueueWorker(Transport, Generic[H]):
         if backs:
             try:
                 await self.give_back(backs)
+            except NotImplementedError as exc:
+                self._missing_primitive(exc)
             except Exception as exc:
                 log.warning("giving back %d job(s) on %s failed, will retry: %s", len(backs), backs[0].queue,
                             describe_error(exc))
                 failed.extend((_GIVE_BACK, d, 0.0) for d in backs)
         settle.pending[:0] = failed
         return not failed
+
+    def _missing_primitive(self, exc: NotImplementedError) -> None:
+        """A settling primitive is not written yet: stop serving and let serve() raise its message."""
+        if self._missing is None:
+            self._missing = exc
+            log.error("%s: %s", type(self).__qualname__, exc)
+        self.stopping.set()
 
     async def _flush_all(self, *, final: bool) -> None:
         flushing = [s.flushing for s in self._settle.values() if s.flushing is not None]
