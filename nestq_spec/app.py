@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nestq_spec.container import Container
@@ -24,6 +24,7 @@ class Application:
 
     container: Container
     root: str
+    _built: list[Transport] = field(default_factory=list, repr=False)
 
     @classmethod
     def create(cls, root: ModuleLike) -> Application:
@@ -47,6 +48,7 @@ class Application:
         built: list[tuple[str, Transport]] = []
         for contribution in self.transports:
             transport = contribution.build(self.container)
+            self._built.append(transport)
             await transport.configure(self.container)
             built.append((contribution.name, transport))
         if not built:
@@ -123,8 +125,38 @@ class Application:
         if error is not None:
             raise error
 
+    async def close(self) -> None:
+        """Shut the application down: close its transports (newest first), then the container's providers.
+
+        ``serve`` does not close (an app may be served again, and its producer used after a worker stopped);
+        :meth:`run` does, and so does ``async with app``. Idempotent. Every closer runs even if one fails; the first
+        failure is raised afterwards.
+        """
+        first: BaseException | None = None
+        transports, self._built[:] = list(self._built), []
+        for transport in reversed(transports):
+            try:
+                await transport.close()
+            except Exception as exc:
+                log.error("closing transport %s failed: %s: %s", type(transport).__qualname__, type(exc).__name__, exc)
+                first = first or exc
+        try:
+            await self.container.aclose()
+        except Exception as exc:
+            first = first or exc
+        if first is not None:
+            raise first
+
+    async def __aenter__(self) -> Application:
+        """``async with Application.create(Root) as app:`` closes the app when the block ends."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the application (see :meth:`close`)."""
+        await self.close()
+
     async def run(self, *, shutdown_timeout: float = 30.0) -> None:
-        """Serve until SIGINT or SIGTERM, then shut down gracefully.
+        """Serve until SIGINT or SIGTERM, then shut down gracefully and :meth:`close` the application.
 
         The signal handlers are installed for the duration of the call and the previous ones restored after it.
         Outside the main thread (where signals cannot be handled) it serves until the task is cancelled.
@@ -148,6 +180,10 @@ class Application:
         try:
             await self.serve(cancel, shutdown_timeout=shutdown_timeout)
         finally:
+            try:
+                await self.close()
+            except Exception as exc:
+                log.error("%s: closing failed: %s: %s", self.root, type(exc).__name__, exc)
             for sig, previous in installed:
                 loop.remove_signal_handler(sig)
                 if previous is not None:

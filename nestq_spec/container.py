@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
@@ -13,6 +14,11 @@ from nestq_spec.errors import BootError, MissingProviderError
 __all__ = ["Container", "ContainerBuilder", "ReachableProviders", "injectable"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("nestq")
+
+CloseHook = Callable[[], Awaitable[None]]
+"""An async callable run once when the application shuts down (``ContainerBuilder.on_close``)."""
 
 _Key = Callable[..., T]
 """What a binding is keyed by: a class, abstract ones included.
@@ -76,6 +82,7 @@ class ContainerBuilder:
         self._providers: dict[object, _Provider] = {}
         self._meta: dict[type[Any], list[object]] = {}
         self._reachable: set[type[Any]] = set()
+        self._hooks: list[tuple[str, CloseHook]] = []
         self.source = "(root)"
         """The module being registered now; named in clash errors."""
 
@@ -135,10 +142,27 @@ class ContainerBuilder:
         """Tell whether ``key`` has a provider so far."""
         return key in self._providers
 
+    def on_close(self, hook: CloseHook) -> ContainerBuilder:
+        """Run ``await hook()`` when the application shuts down (``Container.aclose``), in reverse order.
+
+        For what a module opens that is not a provider with an ``aclose()`` of its own (those are closed anyway).
+        """
+        if not callable(hook):
+            raise BootError(f"on_close({hook!r}): expected an async callable")
+        self._hooks.append((self.source, hook))
+        return self
+
     def build(self) -> Container:
         """Freeze what was collected into a :class:`Container`."""
-        return Container(dict(self._providers), {k: tuple(v) for k, v in self._meta.items()},
-                         ReachableProviders(frozenset(self._reachable)))
+        container = Container(dict(self._providers), {k: tuple(v) for k, v in self._meta.items()},
+                              ReachableProviders(frozenset(self._reachable)))
+        # Values and hooks in registration order: they exist from boot, before anything the container builds.
+        for provider in self._providers.values():
+            if provider.value is not None:
+                container._opened(provider.value)
+        for source, hook in self._hooks:
+            container._closers.append((f"on_close hook of {source}", hook))
+        return container
 
 
 class Container:
@@ -157,8 +181,43 @@ class Container:
         self._providers = providers
         self._meta = meta
         self._instances: dict[object, object] = {Container: self, ReachableProviders: reachable}
+        self._closers: list[tuple[str, CloseHook]] = []
+        self._closing_ids: set[int] = set()
+        self._closed = False
         self.reachable = reachable
         """The provider types the application's module graph reaches."""
+
+    def _opened(self, instance: object) -> None:
+        """Remember ``instance`` for :meth:`aclose` if it has an async ``aclose()`` (once per object)."""
+        close = getattr(instance, "aclose", None)
+        if close is None or id(instance) in self._closing_ids or not inspect.iscoroutinefunction(close):
+            return
+        self._closing_ids.add(id(instance))
+        self._closers.append((_name(type(instance)), close))
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` ran."""
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Close what the application opened: every provider with an async ``aclose()`` and every ``on_close`` hook.
+
+        In reverse order of creation (a connection built after the pool it uses is closed before it), each once;
+        idempotent. Every closer runs even if an earlier one fails; the first failure is raised afterwards.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        first: BaseException | None = None
+        for what, close in reversed(self._closers):
+            try:
+                await close()
+            except Exception as exc:
+                log.error("closing %s failed: %s: %s", what, type(exc).__name__, exc)
+                first = first or exc
+        if first is not None:
+            raise first
 
     def get(self, key: _Key[T]) -> T:
         """Return the singleton for ``key``; raise :class:`MissingProviderError` naming what needed it."""
@@ -200,6 +259,7 @@ class Container:
         else:
             instance = provider.value
         self._instances[key] = instance
+        self._opened(instance)
         return instance
 
     def _construct(self, cls: type[Any], chain: tuple[object, ...]) -> object:

@@ -53,7 +53,8 @@ class Transport(ABC):
     """A driver's worker: receives envelopes from its storage and hands them to the registry's handlers.
 
     The application calls :meth:`configure` once with the assembled container, then :meth:`serve`, which must
-    return promptly after ``cancel`` is cancelled (finishing, or returning to the storage, the jobs in flight).
+    return promptly after ``cancel`` is cancelled (finishing, or returning to the storage, the jobs in flight), and
+    :meth:`close` when the application shuts down.
     """
 
     async def configure(self, container: Container) -> None:  # noqa: B027 - optional hook, no-op by default
@@ -62,3 +63,9 @@ class Transport(ABC):
     @abstractmethod
     async def serve(self, container: Container, cancel: CancellationToken) -> None:
         """Receive and dispatch jobs until ``cancel`` is cancelled."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Release what :meth:`configure` opened (connections, consumers); ``Application.close()`` calls it once.
+
+        Called after ``serve`` returned (or when it never ran), before the container closes its providers.
+        """

@@ -6,6 +6,7 @@ timings), reads its capability manifest, and uses its optional probes and hooks.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -13,7 +14,7 @@ from dataclasses import dataclass, replace
 from nestq_conformance.capabilities import Capabilities
 from nestq_spec import Container, ModuleLike
 
-__all__ = ["OPTIONAL_PROBES", "DeadLetterInfo", "DriverHarness", "SuiteSettings", "implemented_probes"]
+__all__ = ["OPTIONAL_PROBES", "DeadLetterInfo", "DriverHarness", "SuiteSettings", "implemented_probes", "open_descriptors"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,17 @@ class DriverHarness(ABC):
         """
         raise NotImplementedError("live_settings probe")
 
+    async def open_resources(self) -> dict[str, list[str]]:
+        """What this process holds open now, by kind (``socket``, ``file``, ``pipe``...), for LIF-009.
+
+        LIF-009 compares it before a rule's apps start and after they are closed: whatever the driver opened must be
+        closed again. The default lists the process's open file descriptors (``/proc/self/fd``), which sees every
+        connection (TCP or Unix socket) and every file a driver opens, whatever its storage; a harness may override
+        it with something closer to its storage (a client library's own count of open connections), or where there
+        is no ``/proc``. Each item names one resource (``socket:[1234]``, a file path) for the failure message.
+        """
+        return open_descriptors()
+
     def subprocess_env(self) -> dict[str, str]:
         """Environment variables a worker subprocess needs to reach the same storage (``cross_process``)."""
         return {}
@@ -170,3 +182,32 @@ def implemented_probes(harness: DriverHarness) -> frozenset[str]:
     """The optional probes ``harness`` implements: those its class overrides from :class:`DriverHarness`."""
     cls = type(harness)
     return frozenset(name for name in OPTIONAL_PROBES if getattr(cls, name, None) is not getattr(DriverHarness, name))
+
+
+def open_descriptors() -> dict[str, list[str]]:
+    """The open file descriptors of this process by kind, from ``/proc/self/fd`` (Linux).
+
+    Raises ``NotImplementedError`` ("open_resources probe") where there is no ``/proc``, so LIF-009 is skipped there
+    unless the harness overrides :meth:`DriverHarness.open_resources`.
+    """
+    base = "/proc/self/fd"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        raise NotImplementedError("open_resources probe (no /proc/self/fd here)") from None
+    found: dict[str, list[str]] = {}
+    for name in names:
+        try:
+            target = os.readlink(f"{base}/{name}")
+        except OSError:
+            continue  # closed meanwhile (the descriptor listdir itself used, say)
+        if target.startswith(("socket:", "pipe:")):
+            kind = target.split(":", 1)[0]
+        elif target.startswith("anon_inode:"):
+            kind = "anon_inode"
+        elif target.startswith("/"):
+            kind = "file"
+        else:
+            kind = "other"
+        found.setdefault(kind, []).append(f"fd {name} -> {target}")
+    return found

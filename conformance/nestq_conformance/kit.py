@@ -726,6 +726,7 @@ class Scenario:
         self.timeout = 5.0 * scale
         self.budget = 30.0 * scale
         self._running: list[Watched] = []
+        self._apps: list[Application] = []
         self._processes: list[WorkerProcess] = []
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -795,6 +796,24 @@ class Scenario:
         for item in running:
             if isinstance(item, WorkerApp):
                 await self._halt(item, self.stop_deadline())
+        # Shut down every app the rule booted, so that no rule leaks its connections into the next one. A failing
+        # close is not this rule's failure (LIF-009 judges closing), so it is only logged.
+        apps, self._apps = list(reversed(self._apps)), []
+        for app in apps:
+            try:
+                await asyncio.wait_for(app.close(), self.timeout)
+            except Exception as exc:
+                logging.getLogger("nestq.suite").warning("closing %s failed: %s: %s", app.root,
+                                                         type(exc).__name__, exc)
+
+    async def close_apps(self) -> None:
+        """Close every app this scenario booted (newest first) now; raise what a close raised, or on a timeout."""
+        apps, self._apps = list(reversed(self._apps)), []
+        for app in apps:
+            try:
+                await asyncio.wait_for(app.close(), self.timeout)
+            except TimeoutError:
+                raise AssertionError(f"closing {app.root} did not finish within {self.timeout:.2f}s") from None
 
     # Waiting, watching every worker this scenario started ----------------------------------------------------
 
@@ -897,6 +916,7 @@ class Scenario:
         """Boot an app holding only the driver's producer module and yield its producer."""
         root = _root_module("SuiteProducerApp", [self.harness.producer_module(settings or self.settings)], [])
         app = Application.create(root)
+        self._apps.append(app)
         yield ProducerApp(app, app.container, _producer(app.container))
 
     def worker_application(
@@ -915,6 +935,7 @@ class Scenario:
             list(processors),
         )
         app = Application.create(root)
+        self._apps.append(app)
         if not app.transports:
             raise AssertionError(
                 "the worker app has no transport: harness.worker_module() must contribute a TransportContribution"

@@ -24,6 +24,19 @@ class MemoryConnection(JobProducer):
         self.broker = broker
         """The storage this connection pushes to (the process-wide one unless the module was given another)."""
         self.config = config
+        self.closed = False
+        """Whether the application shut down (:meth:`aclose`); pushing through a closed connection is an error."""
+
+    async def aclose(self) -> None:
+        """Called by the container at app shutdown: later pushes fail instead of landing in a queue nobody serves.
+
+        The broker itself stays: it is shared by every app of the process and holds no connection.
+        """
+        self.closed = True
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this MemoryConnection was closed with its application; push through a running app")
 
     async def push_json(self, queue: str, payload: JSONValue, *, delay: float = 0.0, priority: int = 0) -> None:
         """Wrap ``payload`` in the wire envelope once and store it on ``queue``.
@@ -34,6 +47,8 @@ class MemoryConnection(JobProducer):
         """
         # (1) Wrap in the wire envelope and encode it, exactly once: the queue name and the payload are checked here.
         data = encode_job(queue, payload)
+        if self.closed:
+            self._check_open()
         if delay != 0 or priority != 0:
             _check_options(delay, priority)
         # (2) Push the envelope bytes onto the storage for `queue`.
@@ -48,6 +63,7 @@ class MemoryConnection(JobProducer):
         :meth:`push_json`.
         """
         items = [encode_job(queue, payload) for payload in payloads]
+        self._check_open()
         if delay != 0 or priority != 0:
             _check_options(delay, priority)
         push = self.broker.push
@@ -56,6 +72,7 @@ class MemoryConnection(JobProducer):
     async def push_raw(self, queue: str, data: bytes, *, delay: float = 0.0, priority: int = 0) -> None:
         """Store ``data`` on ``queue`` as it is, bypassing the envelope: for tests that plant foreign messages."""
         validate_queue_name(queue)
+        self._check_open()
         if not isinstance(data, bytes):
             raise TypeError(f"push_raw stores bytes, found {type(data).__name__}")
         _check_options(delay, priority)

@@ -1,9 +1,10 @@
 """The parts every deliberately broken driver is made of: the memory driver with hooks where bugs go.
 
-:class:`BrokenWorker` is ``MemoryWorker`` with its ``serve`` and receive loop written out again, each numbered
-step a method a broken driver can override: :meth:`~BrokenWorker.routes` (1)+(2), the number of receive loops
-(3), :meth:`~BrokenWorker.dispatch_job` (4), ``_failed`` (5). The reference worker keeps those steps inline for
-speed; the ``control`` driver (no bug) shows that this copy behaves exactly like it.
+:class:`BrokenWorker` is a memory-driver worker that implements ``Transport`` directly (not on the toolkit's
+``QueueWorker``, as the reference worker is), each numbered step a method a broken driver can override:
+:meth:`~BrokenWorker.routes` (1)+(2), the number of receive loops (3), :meth:`~BrokenWorker.dispatch_job` (4),
+``_failed`` (5). The ``control`` driver (no bug) shows that this hand-written worker behaves exactly like the
+toolkit one: the suite judges both the same way.
 
 :func:`broken_harness` builds a harness from a connection class, a worker class and a broker, each driver with
 its own broker so that nothing leaks between drivers.
@@ -21,12 +22,11 @@ from nestq_memory import (
     MemoryConfig,
     MemoryConnection,
     MemoryQueueSetup,
-    MemoryWorker,
     StoredJob,
+    describe_error,
     load_config,
 )
 from nestq_memory.harness import MemoryHarness
-from nestq_memory.worker import YIELD_EVERY
 
 from nestq_spec import (
     CancellationToken,
@@ -37,16 +37,33 @@ from nestq_spec import (
     Module,
     ModuleLike,
     ProcessMethod,
+    Transport,
     TransportContribution,
     dispatch,
+    is_retryable,
     routes,
 )
+
+YIELD_EVERY = 32
+"""A receive loop gives the event loop a turn once every this many jobs, even when none of them awaited."""
 
 __all__ = ["BrokenWorker", "Setup", "broken_harness"]
 
 
-class BrokenWorker(MemoryWorker):
-    """``MemoryWorker`` with every step of ``serve`` as a method, so that one broken driver changes one step."""
+class BrokenWorker(Transport):
+    """A memory worker with every step of ``serve`` as a method, so that one broken driver changes one step."""
+
+    def __init__(self, broker: MemoryBroker, config: MemoryConfig) -> None:
+        self.broker = broker
+        self.config = config
+
+    def _failed(self, job: StoredJob, exc: BaseException) -> None:
+        """(5) The retry and dead-letter policy."""
+        error = describe_error(exc)
+        if is_retryable(exc) and job.attempts < self.config.max_attempts:
+            self.broker.retry(job, self.config.backoff(job.attempts), error)
+            return
+        self.broker.dead_letter(job, error)
 
     def routes(self, container: Container) -> dict[str, tuple[ProcessMethod, ...]]:
         """(1) + (2): the reachable methods by queue."""
@@ -145,7 +162,7 @@ def broken_harness(
     name: str,
     *,
     connection: type[MemoryConnection] = MemoryConnection,
-    worker: type[MemoryWorker] = BrokenWorker,
+    worker: type[BrokenWorker] = BrokenWorker,
     broker: MemoryBroker | None = None,
     capabilities: Capabilities | None = None,
     setup_class: type[_Setup] | None = None,
@@ -157,7 +174,7 @@ def broken_harness(
     storage = broker or MemoryBroker()
     setup: type[_Setup] = type(f"{name}Setup", (setup_class or _Setup,), {"connection_class": connection})
 
-    def build(container: Container) -> MemoryWorker:
+    def build(container: Container) -> BrokenWorker:
         return worker(container.get(MemoryConnection).broker, container.get(MemoryConfig))
 
     class WorkerModule(Module):

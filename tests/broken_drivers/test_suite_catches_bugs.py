@@ -93,6 +93,7 @@ BUGS = [
     Bug("restart_noop", ("DUR-005",), frozenset({"DUR-005"}), ("DUR-005",), sample=()),
     # The Redis driver whose heartbeat stops while every slot is busy.
     Bug("heartbeat_on_claim", ("DUR-006",), frozenset({"DUR-006"}), ("DUR-006",), sample=()),
+    Bug("leaky_connection", ("LIF-009",), frozenset({"LIF-009"}), ("LIF",)),
 ]
 
 FULL = ("memory", "control")

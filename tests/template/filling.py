@@ -91,25 +91,15 @@ def apply_patch(target: Path, patch: Path, module: str, only: Collection[str] | 
     return done
 
 
-STAGES = ("push", "receive", "settle")
-"""The order markers are filled in: (2) with the storage module, then (3), then (5) with the harness's manifest."""
+def fill(project: Path, package: str) -> list[str]:
+    """Fill the storage primitives of a project rendered with technology ``sqlite`` (leases, polling, a path).
 
-
-def fill(project: Path, package: str, stage: str) -> list[str]:
-    """Fill one more marker of a project rendered with technology ``fill``; return the members changed.
-
-    ``push``: marker (2) and the storage module ``store.py``; ``receive``: marker (3); ``settle``: marker (5),
-    and the harness's declared capabilities and probes. Apply them in that order.
+    Only the numbered markers change (connect, push, claim, ack, retry, dead-letter, give back, extend leases),
+    and the harness's declared capabilities and probes; return the members changed.
     """
     src = project / "src" / package
-    if stage == "push":
-        (src / "store.py").write_text((FILL_DIR / "store.py").read_text(encoding="utf-8"), encoding="utf-8")
-        return apply_patch(src / "connection.py", FILL_DIR / "connection.py", f"{package}.connection")
-    if stage == "receive":
-        return apply_patch(src / "worker.py", FILL_DIR / "worker.py", f"{package}.worker", only={"receive"})
-    if stage == "settle":
-        return [
-            *apply_patch(src / "worker.py", FILL_DIR / "worker.py", f"{package}.worker", only={"settle"}),
-            *apply_patch(src / "harness.py", FILL_DIR / "harness.py", f"{package}.harness"),
-        ]
-    raise ValueError(f"unknown stage {stage!r}; one of {STAGES}")
+    return [
+        *apply_patch(src / "connection.py", FILL_DIR / "connection.py", f"{package}.connection"),
+        *apply_patch(src / "worker.py", FILL_DIR / "worker.py", f"{package}.worker"),
+        *apply_patch(src / "harness.py", FILL_DIR / "harness.py", f"{package}.harness"),
+    ]

@@ -254,3 +254,56 @@ def test_lif_008_no_task_left_running_after_serve(nq: Scenario) -> None:
         )
 
     nq.run(scenario)
+
+
+def _grown(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Kinds of resource held more after than before, with the resources that are new."""
+    grown: dict[str, list[str]] = {}
+    for kind, items in after.items():
+        if len(items) > len(before.get(kind, [])):
+            old = set(before.get(kind, []))
+            grown[kind] = [item for item in items if item not in old] or items
+    return grown
+
+
+@rule(
+    "LIF-009",
+    "SHOULD",
+    since="2",
+    hint="give every connection, client, consumer or file the driver opens a closer: an async aclose() on the "
+    "provider that holds it (the container calls it at app shutdown), Transport.close() for what the worker "
+    "opened, or builder.on_close(...) in the module; check that aclose() really closes the client's pool",
+)
+def test_lif_009_driver_closes_what_it_opened(nq: Scenario) -> None:
+    """After the apps of a rule shut down (served, stopped, closed), the driver holds nothing open it opened."""
+
+    async def scenario() -> None:
+        before = await nq.harness.open_resources()
+        queue = nq.queue()
+        rec = Recorder()
+        async with nq.producer_app() as producer_app:
+            await producer_app.producer.push_json(queue, {"n": 0})
+        worker = await nq.start_worker(rec.processor(queue))
+        for i in range(1, 4):
+            await worker.producer.push_json(queue, {"n": i})
+        await nq.eventually(lambda: rec.count(queue, outcome="ok") == 4, "4 jobs", seen=rec.summary)
+        await nq.halt_worker(worker)
+        await nq.close_apps()
+        holding: dict[str, list[str]] = {}
+
+        async def probe() -> dict[str, list[str]]:
+            nonlocal holding
+            holding = _grown(before, await nq.harness.open_resources())
+            return holding
+
+        try:
+            await nq.poll(probe, lambda grown: not grown, "the driver to close what it opened", interval=0.02)
+        except AssertionError:
+            described = "; ".join(f"{len(items)} more {kind}(s): {', '.join(items[:4])}"
+                                  for kind, items in holding.items())
+            raise AssertionError(
+                f"after its producer and worker apps were closed, the process still holds {described} that it did "
+                "not hold before the rule booted them"
+            ) from None
+
+    nq.run(scenario)

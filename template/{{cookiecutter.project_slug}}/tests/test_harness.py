@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from nestq_conformance.resolve import resolve_harness
+{% if cookiecutter.connection_style != "path" %}import pytest
+{% endif %}from nestq_conformance.resolve import resolve_harness
 
 from {{ cookiecutter.package_name }}.harness import {{ P }}Harness, harness
 
@@ -17,3 +18,21 @@ def test_the_entry_point_names_this_harness() -> None:
 
 def test_the_capability_manifest_is_consistent() -> None:
     assert harness.capabilities.problems() == []
+{%- if cookiecutter.connection_style != "path" %}
+
+
+def test_a_storage_elsewhere_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nestq_spec import env_var
+
+    from {{ cookiecutter.package_name }}.config import {{ P }}Config
+
+    monkeypatch.delenv("NESTQ_SUITE_ALLOW_REMOTE", raising=False)
+    far = {% if cookiecutter.connection_style == "url" %}"{{ cookiecutter.__driver_name }}://queue.example.com:1"{% else %}"queue.example.com"{% endif %}
+    monkeypatch.setenv(env_var({{ P }}Config, "{{ cookiecutter.connection_style }}"), far)
+    with pytest.raises(RuntimeError, match="NESTQ_SUITE_ALLOW_REMOTE=1"):
+        _ = {{ P }}Harness().address
+    monkeypatch.setenv("NESTQ_SUITE_ALLOW_REMOTE", "1")
+    fresh = {{ P }}Harness()
+    assert fresh.address == far
+    assert "queue.example.com" in fresh.describe()
+{%- endif %}

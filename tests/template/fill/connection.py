@@ -1,24 +1,25 @@
-"""Marker (2) of the template, filled: a patch for ``src/nestq_fill/connection.py``.
+"""Markers (1) and (2) filled for SQLite: a patch for ``src/nestq_sqlite/connection.py`` (see ``filling.py``)."""
 
-Each member of the class below replaces the member of the same name in the rendered class (see
-``tests/template/filling.py``); imports are added to the rendered module. Rendered with technology ``fill``, so
-the names match.
-"""
-
-from __future__ import annotations
-
-from nestq_fill.config import FillConfig
-from nestq_fill.store import queues_for
+import sqlite3
+from typing import Any
 
 from nestq_spec import JobProducer, validate_queue_name
 
 
-class FillConnection(JobProducer):
-    def __init__(self, config: FillConfig) -> None:
-        self.config = config
-        self.store = queues_for(config.url)
+class SqliteConnection(JobProducer):
+    schema = """CREATE TABLE IF NOT EXISTS jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL,
+        data BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, available_at REAL NOT NULL DEFAULT 0,
+        lease_until REAL, lease_token TEXT, dead INTEGER NOT NULL DEFAULT 0, error TEXT)"""
+
+    async def connect(self) -> Any:
+        db = sqlite3.connect(self.config.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(self.schema)
+        return db
+
+    async def disconnect(self, client: Any) -> None:
+        client.close()
 
     async def push_raw(self, queue: str, data: bytes) -> None:
-        """Store ``data`` on ``queue`` exactly as given: the producer's one write to the storage."""
         validate_queue_name(queue)
-        self.store.push(queue, data)
+        (await self.client()).execute("INSERT INTO jobs (queue, data) VALUES (?, ?)", (queue, data))

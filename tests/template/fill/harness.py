@@ -1,31 +1,25 @@
-"""The filled driver's harness: what the in-process storage supports, and its probes (a patch, like the others)."""
-
-from __future__ import annotations
+"""The SQLite driver's harness, filled: what it declares, and its probes (a patch, like the others)."""
 
 from nestq_conformance.capabilities import Capabilities
 from nestq_conformance.harness import DeadLetterInfo, DriverHarness, SuiteSettings
-from nestq_fill.connection import FillConnection
+from nestq_sqlite.connection import SqliteConnection
 
 from nestq_spec import Container
 
 
-class FillHarness(DriverHarness):
+class SqliteHarness(DriverHarness):
     capabilities = Capabilities(
-        durability="ephemeral",
-        delivery="at-least-once",
-        ordering="fifo",
-        retries=True,
-        max_attempts=SuiteSettings().max_attempts,
-        backoff=True,
-        dead_letters=True,
+        durability="durable", delivery="at-least-once", ordering="fifo", retries=True, backoff=True,
+        max_attempts=SuiteSettings().max_attempts, dead_letters=True, visibility_timeout=True, cross_process=True,
         max_concurrency=True,
     )
 
     async def dead_letters(self, container: Container, queue: str) -> list[DeadLetterInfo]:
-        """The dead letters of ``queue``, oldest first."""
-        letters = container.get(FillConnection).store.dead_letters(queue)
-        return [DeadLetterInfo(d.data, d.error, d.attempts, d.job_id) for d in letters]
+        db = await container.get(SqliteConnection).client()
+        rows = db.execute("SELECT data, error, attempts, id FROM jobs WHERE queue = ? AND dead = 1 ORDER BY id",
+                          (queue,))
+        return [DeadLetterInfo(data, error, attempts, str(id_)) for data, error, attempts, id_ in rows]
 
     async def queue_depth(self, container: Container, queue: str) -> int:
-        """Ready, delayed and running jobs of ``queue``."""
-        return container.get(FillConnection).store.depth(queue)
+        db = await container.get(SqliteConnection).client()
+        return int(db.execute("SELECT count(*) FROM jobs WHERE queue = ? AND dead = 0", (queue,)).fetchone()[0])

@@ -1,28 +1,47 @@
-"""Markers (3) and (5) of the template, filled: a patch for ``src/nestq_fill/worker.py``."""
+"""Markers (3) to (8) filled for SQLite: a patch for ``src/nestq_sqlite/worker.py``: rows leased with a deadline."""
 
-from __future__ import annotations
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
 
-from nestq_fill.worker import JobInterrupted, Received, error_text
-
-from nestq_spec import Transport, is_retryable
+from nestq_spec.driverkit import Delivery, QueueWorker
 
 
-class FillWorker(Transport):
-    async def receive(self, queue: str, max_wait: float) -> Received | None:
-        """Take the oldest ready job of ``queue``, waiting at most ``max_wait`` seconds."""
-        message = await self.connection.store.take(queue, max_wait)
-        if message is None:
-            return None
-        return Received(queue, message.data, message.attempt, message.job_id, receipt=message)
+class SqliteWorker(QueueWorker[Any]):
+    async def claim(self, queues: Sequence[str], limit: int) -> Sequence[Delivery[Any]]:
+        db, now, token = await self.connection.client(), time.time(), uuid.uuid4().hex
+        db.execute("BEGIN IMMEDIATE")  # one writer at a time, across processes: a row is claimed once
+        try:
+            rows = db.execute(
+                f"SELECT id, queue, data, attempts FROM jobs WHERE queue IN ({','.join('?' * len(queues))})"
+                " AND dead = 0 AND available_at <= ? AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?",
+                (*queues, now, now, limit)).fetchall()
+            db.executemany("UPDATE jobs SET lease_until = ?, lease_token = ?, attempts = attempts + 1 WHERE id = ?",
+                           [(now + self.config.visibility_timeout, token, row[0]) for row in rows])
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return [Delivery(queue, data, attempts + 1, str(id_), (id_, token)) for id_, queue, data, attempts in rows]
 
-    async def settle(self, received: Received, error: BaseException | None) -> None:
-        """Ack a success; retry a retryable failure with backoff; give back an interrupted job; else dead-letter."""
-        store = self.connection.store
-        if error is None:
-            store.ack(received.queue)
-        elif isinstance(error, JobInterrupted):
-            store.give_back(received.queue, received.receipt)
-        elif is_retryable(error) and received.attempt < self.config.max_attempts:
-            store.retry(received.queue, received.receipt, self.config.backoff(received.attempt))
-        else:
-            store.dead_letter(received.queue, received.receipt, error_text(error))
+    async def _update(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        (await self.connection.client()).executemany(f"{sql} WHERE id = ? AND lease_token = ?", rows)
+
+    async def ack(self, deliveries: Sequence[Delivery[Any]]) -> None:
+        await self._update("DELETE FROM jobs", [d.handle for d in deliveries])
+
+    async def retry(self, delivery: Delivery[Any], delay: float, error: str) -> None:
+        await self._update("UPDATE jobs SET lease_until = NULL, available_at = ?, error = ?",
+                           [(time.time() + delay, error, *delivery.handle)])
+
+    async def dead_letter(self, delivery: Delivery[Any], error: str) -> None:
+        await self._update("UPDATE jobs SET lease_until = NULL, dead = 1, error = ?", [(error, *delivery.handle)])
+
+    async def give_back(self, deliveries: Sequence[Delivery[Any]]) -> None:
+        await self._update("UPDATE jobs SET lease_until = NULL, attempts = attempts - 1",
+                           [d.handle for d in deliveries])
+
+    async def extend_leases(self, deliveries: Sequence[Delivery[Any]]) -> None:
+        until = time.time() + self.config.visibility_timeout
+        await self._update("UPDATE jobs SET lease_until = ?", [(until, *d.handle) for d in deliveries])

@@ -1,13 +1,9 @@
 {%- set P = cookiecutter.__class_prefix -%}
 {%- set NS = cookiecutter.__namespace|upper -%}
-"""The driver's settings: each reads ``NESTQ_{{ NS }}__<KEY>`` and can be pinned in code.
+{%- set D = cookiecutter.__driver_name -%}
+"""The driver's settings: each reads ``NESTQ_{{ NS }}__<KEY>`` and can be pinned in ``for_root(...)``.
 
-``{{ P }}QueueModule.for_root(config)`` hands ``config`` to
-:func:`load_config`: a whole :class:`{{ P }}Config` (used as is), a mapping of some settings
-(the rest from the environment, then the defaults), or ``None``.
-
-Add the settings your storage needs (credentials with ``secret=True``, a region, a key prefix...); give each a
-``help=`` text, and bounds where a value can be wrong.
+Add what your storage needs (credentials with ``secret=True``, a region, a key prefix), each with a ``help=``.
 """
 
 from __future__ import annotations
@@ -15,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from nestq_spec import ConfigError, env_var, load_settings, setting, settings
+from nestq_spec.driverkit import RetryPolicy{% if cookiecutter.storage_model == "leases" %}, check_heartbeat{% endif %}
 
 __all__ = ["{{ P }}Config", "load_config"]
 
@@ -22,41 +19,44 @@ __all__ = ["{{ P }}Config", "load_config"]
 @settings("{{ cookiecutter.__namespace }}")
 class {{ P }}Config:
     """Configuration of the driver, one ``NESTQ_{{ NS }}__<KEY>`` variable per setting."""
-
+{% if cookiecutter.connection_style == "url" %}
     url: str = setting(
-        default="{{ cookiecutter.__driver_name }}://localhost",
-        help="where the storage is; a password inside the URL never appears in logs or reprs",
+        default="{{ D }}://localhost", help="where the storage is; a password in it is never shown"
     )
-    concurrency: int = setting(
-        default=10, min=1, max=10_000, help="jobs one worker runs at once, all its queues together"
+{%- elif cookiecutter.connection_style == "path" %}
+    path: str = setting(
+        default="{{ D }}.db", help="the storage's file; every worker of a queue must use the same one"
     )
-    max_attempts: int = setting(
-        default=3, min=1, max=1_000_000, help="attempts per job, the first included, before it becomes a dead letter"
-    )
+{%- else %}
+    host: str = setting(default="localhost", help="the storage's host name or address")
+    port: int = setting(default=0, min=0, max=65535, help="the storage's port (0: the client's default)")
+    username: str = setting(default="", help="user name, if the storage asks for one")
+    password: str = setting(default="", secret=True, help="password; never shown in logs or reprs")
+{%- endif %}
+    concurrency: int = setting(default=10, min=1, max=10_000, help="jobs one worker runs at once, all queues together")
+    max_attempts: int = setting(default=3, min=1, max=1_000_000, help="attempts per job, then it is a dead letter")
     backoff_base: float = setting(default=0.5, min=0.0, help="seconds before the first retry; doubles with each retry")
     backoff_cap: float = setting(default=30.0, min=0.0, help="longest wait before a retry, in seconds")
-    visibility_timeout: float = setting(
-        default=30.0, min=0.1, help="seconds a received job stays hidden from other workers before it is redelivered"
-    )
-    poll_interval: float = setting(
-        default=1.0, min=0.01, max=60.0, help="longest one receive waits on the storage, so shutdown is prompt"
-    )
-    shutdown_grace: float = setting(
-        default=10.0, min=0.0, help="seconds a stopping worker lets running jobs finish before interrupting them"
-    )
+    shutdown_grace: float = setting(default=10.0, min=0.0, help="seconds running jobs get to finish at shutdown")
+{%- if cookiecutter.storage_model == "leases" %}
+    visibility_timeout: float = setting(default=30.0, min=0.1, help="seconds a claimed job stays leased to a worker")
+    heartbeat_interval: float = setting(default=10.0, min=0.01, help="seconds between lease extensions of running jobs")
+{%- endif %}
+{%- if cookiecutter.wakeups != "blocking" %}
+    poll_interval: float = setting(default=1.0, min=0.01, max=60.0, help="longest pause between two empty claims")
+{%- endif %}
 
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (from 1): ``backoff_base * 2**(attempt-1)``, capped."""
-        return min(self.backoff_cap, self.backoff_base * 2.0 ** min(attempt - 1, 60))
+    def retry_policy(self) -> RetryPolicy:
+        """The attempts and backoff every failed job goes through."""
+        return RetryPolicy(self.max_attempts, self.backoff_base, self.backoff_cap)
 
 
 def load_config(
-    pinned: {{ P }}Config | Mapping[str, object] | None = None,
-    env: Mapping[str, str] | None = None,
+    pinned: {{ P }}Config | Mapping[str, object] | None = None, env: Mapping[str, str] | None = None
 ) -> {{ P }}Config:
-    """Build the configuration (pinned in code > ``NESTQ_{{ NS }}__*`` > defaults) and check it.
+    """Build the configuration (pinned > ``NESTQ_{{ NS }}__*`` > defaults).
 
-    Raises :class:`~nestq_spec.ConfigError` naming the variable for a bad value.
+    A bad value raises a ``ConfigError`` naming its variable.
     """
     config = load_settings({{ P }}Config, pinned, env)
     if config.backoff_cap < config.backoff_base:
@@ -64,4 +64,9 @@ def load_config(
             f"{env_var({{ P }}Config, 'backoff_cap')}={config.backoff_cap} is below "
             f"{env_var({{ P }}Config, 'backoff_base')}={config.backoff_base}"
         )
+{%- if cookiecutter.storage_model == "leases" %}
+    names = (env_var({{ P }}Config, "heartbeat_interval"),
+             env_var({{ P }}Config, "visibility_timeout"))
+    check_heartbeat(config.heartbeat_interval, config.visibility_timeout, names=names)
+{%- endif %}
     return config

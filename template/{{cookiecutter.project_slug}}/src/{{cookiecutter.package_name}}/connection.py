@@ -1,60 +1,50 @@
 {%- set P = cookiecutter.__class_prefix -%}
-"""The producer side: :class:`{{ P }}Connection`, the driver's ``JobProducer``.
-
-Shaped like the seed's guide: ``push_json`` (1) wraps the payload in the wire envelope, which is done for
-you, and (2) pushes the envelope onto your storage, which is yours to write, in
-:meth:`{{ P }}Connection.push_raw`.
-"""
+{%- set PKG = cookiecutter.package_name -%}
+"""The producer side: :class:`{{ P }}Connection`, the driver's ``JobProducer`` (markers (1) and (2))."""
 
 from __future__ import annotations
 
-from nestq_spec import JobProducer, JSONValue, encode_job, validate_queue_name
+from typing import Any
+
+from nestq_spec import JobProducer, JSONValue, encode_job
 
 from .config import {{ P }}Config
 
 __all__ = ["{{ P }}Connection"]
 
+_MARK = "src/{{ PKG }}/connection.py marker"
+
 
 class {{ P }}Connection(JobProducer):
-    """The driver's connection handle: the producer side of every queue.
-
-    Apps ask the container for ``JobProducer`` and get this object; code that knows it runs on this driver
-    may ask for ``{{ P }}Connection`` to reach the driver's own options (delays, priorities...)
-    and operator API.
-    """
+    """Pushes envelopes to the storage; the container closes it (``aclose``) when the app shuts down."""
 
     def __init__(self, config: {{ P }}Config) -> None:
         self.config = config
-        # Your storage handle goes here, built from `config.url`: a client, a pool, a channel... Build it lazily or
-        # in an async `connect()` if it binds to the running event loop (the container builds this object on first
-        # use, inside the app's loop).
+        self._client: Any = None
+
+    async def client(self) -> Any:
+        """The storage client, connected on first use (inside the event loop that uses it)."""
+        if self._client is None:
+            self._client = await self.connect()
+        return self._client
+
+    async def connect(self) -> Any:
+        """Marker (1): open a client to the storage described by ``self.config``, and create what it needs."""
+        raise NotImplementedError(f"{_MARK} (1): connect to your storage")
+
+    async def disconnect(self, client: Any) -> None:
+        """Close ``client`` (what :meth:`connect` returned); filled together with marker (1)."""
+
+    async def aclose(self) -> None:
+        """Close the client (conformance rule LIF-009 checks that nothing stays open)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await self.disconnect(client)
 
     async def push_json(self, queue: str, payload: JSONValue) -> None:
-        """Wrap ``payload`` in the wire envelope exactly once and store it on ``queue``.
-
-        Raises ``QueueNameError`` (bad queue name) or ``TypeError`` (payload not JSON) before anything is stored.
-        """
-        # (1) Wrap in the wire envelope {"v": 1, "payload": ...} and encode it to UTF-8 JSON bytes, exactly once:
-        #     the queue name and the payload are checked here, before anything reaches the storage. Done.
-        data = encode_job(queue, payload)
-        # (2) Push the envelope onto your storage for `queue`: push_raw is the one place the producer writes.
-        await self.push_raw(queue, data)
+        """Wrap ``payload`` once (``{"v": 1, "payload": ...}``) and store it on ``queue``."""
+        await self.push_raw(queue, encode_job(queue, payload))
 
     async def push_raw(self, queue: str, data: bytes) -> None:
-        """Store ``data`` on ``queue`` exactly as given: marker (2), the producer's one write to the storage.
-
-        ``push_json`` calls it with an encoded envelope; the conformance harness calls it with malformed ones, to
-        check that the worker refuses them. Store the bytes unchanged: the consumer decodes them.
-        """
-        validate_queue_name(queue)
-        # (2) Your code: `await self.client.send_message(QueueUrl=..., MessageBody=data.decode())`, `RPUSH`,
-        #     `Publish`, `INSERT INTO jobs (queue, body) VALUES (...)`... Raise on failure: a job that could not
-        #     be stored must not look accepted.
-        raise NotImplementedError(
-            "src/{{ cookiecutter.package_name }}/connection.py marker (2): "
-            "push `data` (the encoded envelope, bytes) onto your storage for `queue` "
-            "in {{ P }}Connection.push_raw"
-        )
-
-    async def close(self) -> None:
-        """Release the storage handle (connections, sockets); the default has nothing to release."""
+        """Marker (2): store ``data`` (the encoded envelope, bytes, unchanged) on ``queue``."""
+        raise NotImplementedError(f"{_MARK} (2): push `data` (the encoded envelope, bytes) onto your storage")

@@ -1,0 +1,376 @@
+"""The worker base: one receive loop, concurrency, cancel, grace, dispatch and outcomes; drivers give primitives.
+
+A driver on the toolkit subclasses :class:`QueueWorker` and implements its primitives: :meth:`~QueueWorker.receive`
+(a batch, with a finite wait), :meth:`~QueueWorker.ack`, :meth:`~QueueWorker.retry`,
+:meth:`~QueueWorker.dead_letter`, :meth:`~QueueWorker.give_back`, and, for storages that lease claimed jobs,
+:meth:`~QueueWorker.extend_leases` (enabled by a ``heartbeat_interval``). Everything else is here, written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from nestq_spec.container import Container
+from nestq_spec.context import JobMeta
+from nestq_spec.driverkit.lease import LeaseKeeper
+from nestq_spec.driverkit.retry import RetryPolicy, describe_error
+from nestq_spec.errors import ConfigError
+from nestq_spec.registry import ProcessMethod, dispatch, routes
+from nestq_spec.transport import CancellationToken, Transport
+
+__all__ = ["Delivery", "QueueWorker"]
+
+log = logging.getLogger("nestq.driverkit")
+
+H = TypeVar("H")
+
+
+@dataclass(slots=True, eq=False)
+class Delivery(Generic[H]):
+    """One received job: its queue, the stored bytes as they are, the attempt it is, and the storage's handle.
+
+    ``attempt`` counts from 1 and includes this delivery (a storage that counts at claim reports the count after
+    the claim). ``handle`` is whatever the driver needs to settle it: a row id and lease token, a message object, a
+    delivery tag. ``error`` is set by the base when the attempt fails.
+    """
+
+    queue: str
+    data: bytes | str
+    attempt: int
+    job_id: str | None
+    handle: H
+    error: str = field(default="")
+
+
+_ACK, _RETRY, _DEAD, _GIVE_BACK = "ack", "retry", "dead", "give_back"
+
+
+class _Settlements(Generic[H]):
+    """One queue's outcomes not yet written to the storage, flushed in batches by one task at a time."""
+
+    __slots__ = ("flushing", "pending")
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, Delivery[H], float]] = []
+        self.flushing: asyncio.Task[None] | None = None
+
+
+class QueueWorker(Transport, Generic[H]):
+    """A :class:`~nestq_spec.Transport` that owns the worker loop; the driver supplies the storage primitives.
+
+    ``serve`` routes the reachable ``@process`` methods by queue, runs one receive loop over all of them that asks
+    for at most as many jobs as there are free slots (``concurrency``, shared by every queue), dispatches each job in
+    its own task with ``JobMeta(attempt, job_id)`` in the job context, and settles outcomes per queue in batches
+    (successes through one :meth:`ack` call while the previous one is in flight). A failed attempt goes through
+    ``retry_policy``: :meth:`retry` after its backoff, or :meth:`dead_letter` with the error text. On cancel it stops
+    receiving, lets running jobs finish for ``shutdown_grace`` seconds, cancels the rest and hands them to
+    :meth:`give_back` (an interrupted attempt is not counted: the storage refunds it), writes the last outcomes and
+    returns.
+
+    A failing storage call of one queue never stops another queue: outcomes that could not be written are kept and
+    written again (``settle_retry`` seconds later), lease extensions are per queue, and a failing :meth:`receive` is
+    retried with a growing pause. Push-based storages fit as well: :meth:`receive` may return what a consumer
+    callback buffered (with a prefetch of :attr:`concurrency`), waiting on that buffer instead of polling.
+    """
+
+    receive_wait: float = 1.0
+    """Longest wait of one :meth:`receive` call; the loop calls again after an empty batch."""
+    settle_retry: float = 0.1
+    """Seconds before outcomes that could not be written are tried again."""
+    receive_error_pause: tuple[float, float] = (0.05, 2.0)
+    """First and longest pause after a failed :meth:`receive` (doubling in between)."""
+
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        shutdown_grace: float,
+        retry_policy: RetryPolicy,
+        heartbeat_interval: float | None = None,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigError(f"concurrency must be an int >= 1, found {concurrency!r}")
+        if shutdown_grace < 0:
+            raise ConfigError(f"shutdown_grace must be >= 0 seconds, found {shutdown_grace!r}")
+        if heartbeat_interval is not None and type(self).extend_leases is QueueWorker.extend_leases:
+            raise ConfigError(
+                f"{type(self).__qualname__} has a heartbeat_interval but does not implement extend_leases(); a "
+                "lease-based storage must extend the leases of running jobs"
+            )
+        self.concurrency = concurrency
+        self.shutdown_grace = shutdown_grace
+        self.retry_policy = retry_policy
+        self.heartbeat_interval = heartbeat_interval
+        self.stopping = asyncio.Event()
+        """Set once ``serve`` was cancelled: a :meth:`receive` that waits should also wait on this and return early."""
+        self._running: dict[asyncio.Task[None], Delivery[H]] = {}
+        self._settle: dict[str, _Settlements[H]] = {}
+        self._slot = asyncio.Event()
+        self._missing: NotImplementedError | None = None
+
+    # ------------------------------------------------------------------------------------------ storage primitives
+
+    @abstractmethod
+    async def receive(self, queues: Sequence[str], limit: int, wait: float) -> Sequence[Delivery[H]]:
+        """Claim up to ``limit`` jobs of ``queues``, waiting at most ``wait`` seconds for the first; may return none.
+
+        Each returned job is now the worker's (leased, or held by the connection) and counted as an attempt. Return
+        early (empty) when :attr:`stopping` is set. Never return more than ``limit``.
+        """
+
+    @abstractmethod
+    async def ack(self, deliveries: Sequence[Delivery[H]]) -> None:
+        """These jobs (all of one queue) succeeded: remove them from the storage."""
+
+    @abstractmethod
+    async def retry(self, delivery: Delivery[H], delay: float, error: str) -> None:
+        """The attempt failed and another is allowed: make the job due again ``delay`` seconds from now."""
+
+    @abstractmethod
+    async def dead_letter(self, delivery: Delivery[H], error: str) -> None:
+        """The job failed for good: keep it as a dead letter with ``error`` and its attempt count."""
+
+    @abstractmethod
+    async def give_back(self, deliveries: Sequence[Delivery[H]]) -> None:
+        """The worker stopped before these jobs (all of one queue) finished: return them, attempt not counted."""
+
+    async def extend_leases(self, deliveries: Sequence[Delivery[H]]) -> None:
+        """Extend the leases of these running jobs (all of one queue); lease-based storages only.
+
+        Called every ``heartbeat_interval`` seconds while the jobs run, and never after their outcome is written.
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} does not lease jobs")
+
+    # ---------------------------------------------------------------------------------- steps a driver may refine
+
+    def routes(self, container: Container) -> dict[str, tuple[ProcessMethod, ...]]:
+        """The reachable ``@process`` methods by queue: the queues this worker receives from."""
+        return routes(container)
+
+    async def handle(self, methods: Sequence[ProcessMethod], delivery: Delivery[H], container: Container) -> None:
+        """Run one job: the stored bytes as they are, with this attempt's ``JobMeta`` in the job context."""
+        await dispatch(methods, delivery.data, container, JobMeta(delivery.attempt, delivery.job_id))
+
+    # ----------------------------------------------------------------------------------------------- the loop
+
+    async def serve(self, container: Container, cancel: CancellationToken) -> None:
+        """Receive and run jobs until ``cancel``; then finish within ``shutdown_grace`` and give back the rest."""
+        by_queue = self.routes(container)
+        if not by_queue:
+            log.info("%s: no reachable @process method, nothing to consume", type(self).__qualname__)
+            await cancel.wait()
+            return
+        if cancel.is_cancelled:
+            return  # cancelled before serving: take nothing
+        self.stopping.clear()
+        self._slot.set()
+        keeper: LeaseKeeper[Delivery[H]] | None = None
+        if self.heartbeat_interval is not None:
+            keeper = LeaseKeeper(self.heartbeat_interval, self._held, self._extend)
+            keeper.start()
+        stop = asyncio.ensure_future(cancel.wait())
+        receiver = asyncio.create_task(self._receive_loop(by_queue, container, cancel), name="nestq-receive")
+        try:
+            await asyncio.wait([stop, receiver], return_when=asyncio.FIRST_COMPLETED)
+            deadline = time.monotonic() + self.shutdown_grace
+            self.stopping.set()
+            await asyncio.wait([receiver], timeout=max(self.receive_wait, self.shutdown_grace))
+            if not receiver.done():
+                receiver.cancel()
+            if self._running:
+                await asyncio.wait(list(self._running), timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            self.stopping.set()
+            jobs = list(self._running)
+            for job in jobs:
+                job.cancel()  # cut off after the grace: each gives its job back
+            stop.cancel()
+            receiver.cancel()
+            await asyncio.gather(stop, receiver, *jobs, return_exceptions=True)
+            await self._flush_all(final=True)
+            if keeper is not None:
+                await keeper.stop()
+        if not receiver.cancelled() and (failure := receiver.exception()) is not None:
+            raise failure
+        if self._missing is not None:
+            raise self._missing
+
+    async def _receive_loop(
+        self, by_queue: dict[str, tuple[ProcessMethod, ...]], container: Container, cancel: CancellationToken
+    ) -> None:
+        queues = tuple(by_queue)
+        pause = self.receive_error_pause[0]
+        while not (self.stopping.is_set() or cancel.is_cancelled):
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot.clear()
+                await self._wait_or_stop(self._slot, None)
+                continue
+            try:
+                batch = await self.receive(queues, free, self.receive_wait)
+            except NotImplementedError:
+                raise  # a primitive the driver has not written yet: serve() fails with its message
+            except Exception as exc:
+                log.warning("receive from %s failed, trying again in %.2gs: %s", ", ".join(queues), pause,
+                            describe_error(exc))
+                await self._wait_or_stop(None, pause)
+                pause = min(pause * 2, self.receive_error_pause[1])
+                continue
+            pause = self.receive_error_pause[0]
+            if len(batch) > free:
+                log.error("%s.receive returned %d jobs for %d free slots; giving back the extra ones",
+                          type(self).__qualname__, len(batch), free)
+                for extra in batch[free:]:
+                    self._record(_GIVE_BACK, extra)
+                batch = batch[:free]
+            for delivery in batch:
+                if self.stopping.is_set() or cancel.is_cancelled:
+                    self._record(_GIVE_BACK, delivery)  # received as the worker stopped: never started
+                    continue
+                task = asyncio.create_task(self._run(by_queue[delivery.queue], delivery, container))
+                self._running[task] = delivery
+            if not batch:
+                await asyncio.sleep(0)  # an empty receive that did not wait must not starve the loop
+
+    async def _wait_or_stop(self, event: asyncio.Event | None, pause: float | None) -> None:
+        waits = [asyncio.ensure_future(self.stopping.wait())]
+        if event is not None:
+            waits.append(asyncio.ensure_future(event.wait()))
+        try:
+            await asyncio.wait(waits, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    async def _run(self, methods: Sequence[ProcessMethod], delivery: Delivery[H], container: Container) -> None:
+        task = asyncio.current_task()
+        try:
+            await self.handle(methods, delivery, container)
+        except asyncio.CancelledError as exc:
+            if task is not None and task.cancelling():
+                self._record(_GIVE_BACK, delivery)  # cut off after the grace: back to its queue, never lost
+                raise
+            self._failed(delivery, exc)  # the handler raised CancelledError on its own: a failure like any other
+        except Exception as exc:
+            self._failed(delivery, exc)
+        else:
+            self._record(_ACK, delivery)
+        finally:
+            if task is not None:
+                self._running.pop(task, None)
+            self._slot.set()
+
+    def _failed(self, delivery: Delivery[H], exc: BaseException) -> None:
+        error = describe_error(exc)
+        delivery.error = error
+        decision = self.retry_policy.decide(exc, delivery.attempt)
+        limit = self.retry_policy.max_attempts
+        if decision.retry:
+            log.warning("job %s on %s failed (attempt %d of %d), retrying in %.3gs: %s",
+                        delivery.job_id, delivery.queue, delivery.attempt, limit, decision.delay, error)
+            self._record(_RETRY, delivery, decision.delay)
+            return
+        log.error("job %s on %s dead-lettered after attempt %d, %s: %s", delivery.job_id, delivery.queue,
+                  delivery.attempt, decision.why, error, exc_info=exc)
+        self._record(_DEAD, delivery)
+
+    # ------------------------------------------------------------------------------------------ settling outcomes
+
+    def _record(self, kind: str, delivery: Delivery[H], delay: float = 0.0) -> None:
+        settle = self._settle.get(delivery.queue)
+        if settle is None:
+            settle = self._settle[delivery.queue] = _Settlements()
+        settle.pending.append((kind, delivery, delay))
+        if settle.flushing is None and kind != _GIVE_BACK:
+            settle.flushing = asyncio.create_task(self._flush(delivery.queue, settle))
+
+    async def _flush(self, queue: str, settle: _Settlements[H]) -> None:
+        try:
+            while settle.pending and not self.stopping.is_set():
+                if not await self._write(settle):
+                    await asyncio.sleep(self.settle_retry)  # the storage failed: keep the outcomes, try again
+        finally:
+            settle.flushing = None
+
+    async def _write(self, settle: _Settlements[H]) -> bool:
+        """Write every pending outcome of one queue; keep those whose write failed. Return whether all were written."""
+        if self._missing is not None:
+            return True  # a primitive is missing: nothing can be written, serve() is stopping with its message
+        batch, settle.pending = settle.pending, []
+        acks = [d for kind, d, _ in batch if kind == _ACK]
+        backs = [d for kind, d, _ in batch if kind == _GIVE_BACK]
+        failed: list[tuple[str, Delivery[H], float]] = []
+        if acks:
+            try:
+                await self.ack(acks)
+            except NotImplementedError as exc:
+                self._missing_primitive(exc)
+            except Exception as exc:
+                log.warning("ack of %d job(s) on %s failed, will retry: %s", len(acks), acks[0].queue,
+                            describe_error(exc))
+                failed.extend((_ACK, d, 0.0) for d in acks)
+        for kind, delivery, delay in batch:
+            try:
+                if kind == _RETRY:
+                    await self.retry(delivery, delay, delivery.error)
+                elif kind == _DEAD:
+                    await self.dead_letter(delivery, delivery.error)
+            except NotImplementedError as exc:
+                self._missing_primitive(exc)
+            except Exception as exc:
+                log.warning("%s of job %s on %s failed, will retry: %s", kind, delivery.job_id, delivery.queue,
+                            describe_error(exc))
+                failed.append((kind, delivery, delay))
+        if backs:
+            try:
+                await self.give_back(backs)
+            except NotImplementedError as exc:
+                self._missing_primitive(exc)
+            except Exception as exc:
+                log.warning("giving back %d job(s) on %s failed, will retry: %s", len(backs), backs[0].queue,
+                            describe_error(exc))
+                failed.extend((_GIVE_BACK, d, 0.0) for d in backs)
+        settle.pending[:0] = failed
+        return not failed
+
+    def _missing_primitive(self, exc: NotImplementedError) -> None:
+        """A settling primitive is not written yet: stop serving and let serve() raise its message."""
+        if self._missing is None:
+            self._missing = exc
+            log.error("%s: %s", type(self).__qualname__, exc)
+        self.stopping.set()
+
+    async def _flush_all(self, *, final: bool) -> None:
+        flushing = [s.flushing for s in self._settle.values() if s.flushing is not None]
+        if flushing:
+            await asyncio.gather(*flushing, return_exceptions=True)
+        attempts = 3 if final else 1
+        for settle in self._settle.values():
+            for _ in range(attempts):
+                if not settle.pending or await self._write(settle):
+                    break
+                await asyncio.sleep(self.settle_retry)
+            if settle.pending:
+                log.error("%d outcome(s) on %s could not be written before the worker stopped; their leases will "
+                          "expire and the jobs be delivered again", len(settle.pending), settle.pending[0][1].queue)
+                settle.pending.clear()
+
+    # ------------------------------------------------------------------------------------------------ leases
+
+    def _held(self) -> dict[str, list[Delivery[H]]]:
+        """Jobs whose lease must stay alive: running, or finished with their outcome not yet written."""
+        held: dict[str, list[Delivery[H]]] = {}
+        for delivery in self._running.values():
+            held.setdefault(delivery.queue, []).append(delivery)
+        for queue, settle in self._settle.items():
+            held.setdefault(queue, []).extend(d for _, d, _ in settle.pending)
+        return held
+
+    async def _extend(self, queue: str, deliveries: Sequence[Delivery[H]]) -> None:
+        await self.extend_leases(deliveries)
