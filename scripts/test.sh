@@ -11,14 +11,21 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
-# The shared Redis on 6379 is started by the machine; start one if it is not there (a laptop, a restarted box).
-if command -v redis-cli >/dev/null 2>&1 && ! redis-cli -p 6379 ping >/dev/null 2>&1; then
-  if command -v redis-server >/dev/null 2>&1; then
-    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
-    for _ in $(seq 1 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
-    redis-cli -p 6379 ping >/dev/null 2>&1 || { echo "redis-server on 6379 did not answer PING within 5 s" >&2; exit 1; }
-  fi
-fi
+# The drivers built from the template live under reference_drivers/ as their own projects (a pyproject.toml each,
+# nestq taken from this checkout): install each with its dev extra, which holds what its tests need.
+drivers=()
+for pyproject in reference_drivers/*/pyproject.toml; do
+  [ -f "$pyproject" ] && drivers+=("$(dirname "$pyproject")")
+done
+for driver in "${drivers[@]}"; do
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$driver[dev]"
+done
+
+# Each service a test needs has a script in scripts/services/ that starts it when it is not already running.
+for service in scripts/services/*.sh; do
+  [ -f "$service" ] && bash "$service"
+done
+
 
 echo "== ruff"
 .venv/bin/ruff check .
@@ -26,3 +33,9 @@ echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
 .venv/bin/python -m pytest "$@"
+
+# Each driver project: its own lint and types, then its tests and the conformance suite against it.
+for driver in "${drivers[@]}"; do
+  echo "== $driver"
+  (cd "$driver" && ../../.venv/bin/ruff check . && ../../.venv/bin/mypy && ../../.venv/bin/python -m pytest "$@")
+done
