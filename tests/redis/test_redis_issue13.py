@@ -257,6 +257,8 @@ async def test_item4_lost_claim_replies_burn_no_attempt(redis_server: RedisServe
     claim_sha = hashlib.sha1(scripts.CLAIM.encode()).hexdigest().encode()
     for n in range(6):
         await direct.enqueue(queue, {"n": n})
+    # Loaded beforehand, so the replies lost are those of claims that ran (not NOSCRIPT replies).
+    assert (await direct.client.script_load(scripts.CLAIM)) == claim_sha.decode()
     async with LinkProxy(redis_server.port) as proxy:
         proxy.drop_reply_after(claim_sha, 3)
         async with serving(proxy.url, prefix, [counting_processor(queue, runs)], max_attempts=1,
