@@ -10,8 +10,9 @@ Printed: pushed / run (distinct jobs completed) / lost (pushed, never completed,
 (jobs completed more than once: the at-least-once cost of SIGKILLs) / dead-lettered, and the chaos applied.
 Target (issue 13): 50,000 jobs end with 0 lost and 0 dead-lettered.
 
-Run: ``.venv/bin/python benchmarks/redis_soak.py [--jobs 50000] [--kill-every 1.5] [--drop-every 2.0]
-[--drop-for 0.3] [--work 0.001] [--timeout 600]``. Exit code 0 when nothing was lost or dead-lettered.
+Run: ``.venv/bin/python benchmarks/redis_soak.py [--jobs 50000] [--push-rate 2000] [--kill-every 1.5]
+[--drop-every 2.0] [--drop-for 0.3] [--work 0.001] [--timeout 600]``. Exit code 0 when nothing was lost or
+dead-lettered.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ def spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def push_all(conn: RedisConnection, queue: str, jobs: int, work: float, stats: dict[str, int]) -> None:
+async def push_all(conn: RedisConnection, queue: str, jobs: int, work: float, rate: float,
+                   stats: dict[str, int]) -> None:
+    started = time.monotonic()
     for start in range(0, jobs, BATCH):
+        # Paced (a timer, not a synchronisation), so that the link drops also hit the producer mid-batch.
+        await asyncio.sleep(max(0.0, started + start / rate - time.monotonic()))
         payloads = [{"n": n, "work": work} for n in range(start, min(jobs, start + BATCH))]
         batch_id: str | None = None
         while True:
@@ -83,9 +88,9 @@ async def soak(args: argparse.Namespace) -> int:
             producer = RedisConnection(load_config({"url": proxy.url, "key_prefix": prefix}, env={}))
             direct = RedisConnection(load_config({"url": server.url, "key_prefix": prefix}, env={}))
             started = time.monotonic()
-            pushing = asyncio.create_task(push_all(producer, queue, args.jobs, args.work, stats))
+            pushing = asyncio.create_task(push_all(producer, queue, args.jobs, args.work, args.push_rate, stats))
             next_kill = started + args.kill_every
-            next_drop = started + args.drop_every
+            next_drop = started + args.drop_every / 2
             outcome = "timed out"
             try:
                 while time.monotonic() - started < args.timeout:
@@ -145,6 +150,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--work", type=float, default=0.001, help="seconds each job sleeps")
+    parser.add_argument("--push-rate", type=float, default=2000.0, help="jobs pushed per second (in batches of 1,000)")
     parser.add_argument("--kill-every", type=float, default=1.5, help="seconds between SIGKILLs of a worker")
     parser.add_argument("--kills", type=int, default=10, help="most SIGKILLs")
     parser.add_argument("--drop-every", type=float, default=2.0, help="seconds between link drops")

@@ -70,9 +70,16 @@ local TYPES = {{'hash', 'hash', 'zset', 'zset', 'zset', 'list', 'string'}}
 TYPES[READY0 + LEVELS] = 'zset'
 
 -- A key of the wrong type makes a command fail part-way through a script, after earlier writes that Redis
--- does not roll back: check every key before the first write. Returns an error reply, or nil.
-local function check_keys()
-  for i = 1, #KEYS do
+-- does not roll back: check the keys (by index; none given: all) before the first write. A key the script reads
+-- before its first write needs no check (the read fails first). Returns an error reply, or nil.
+local function check_keys(...)
+  local which = {{...}}
+  if #which == 0 then
+    for i = 1, #KEYS do
+      which[i] = i
+    end
+  end
+  for _, i in ipairs(which) do
     local want = TYPES[i] or 'list'
     local t = redis.call('TYPE', KEYS[i])['ok']
     if t ~= 'none' and t ~= want then
@@ -158,8 +165,16 @@ local function quarantine(id, why, now, dead_max)
   bury(id, now, dead_max)
 end
 
+-- Returns the number promoted, or an error reply (a key of the wrong type; nothing changed).
 local function promote_due(now, max, dead_max)
   local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, max)
+  if #due == 0 then
+    return 0
+  end
+  local wrong = check_keys()
+  if wrong then
+    return wrong
+  end
   local bad = {{}}
   for i, id in ipairs(due) do
     bad[i] = corrupt(id)
@@ -239,20 +254,15 @@ return {{n, fresh}}
 
 # The hot path of PUSH (no delay, priority 0, one job), on purpose without the prelude and with only the three
 # keys it touches: KEYS = jobs, ready (level 0), signal; ARGV = id, data. Same effect as PUSH for that case.
-# The two list keys are type-checked before the first write: a failing LPUSH after HSETNX would strand the job.
+# The id goes on the ready list first: if that list has the wrong type nothing is written at all, and if the
+# jobs hash has, the id left without data is dropped by the next claim. A duplicate id is popped back off.
 PUSH_READY = """
-for i = 2, 3 do
-  local t = redis.call('TYPE', KEYS[i])['ok']
-  if t ~= 'none' and t ~= 'list' then
-    return redis.error_reply('WRONGTYPE nestq key ' .. KEYS[i] .. ' holds a ' .. t ..
-      ' where a list belongs; nothing was changed (delete or rename that key to repair the queue)')
-  end
-end
 local id = ARGV[1]
+redis.call('LPUSH', KEYS[2], id)
 if redis.call('HSETNX', KEYS[1], id, ARGV[2]) == 0 then
+  redis.call('LPOP', KEYS[2])
   return 0
 end
-redis.call('LPUSH', KEYS[2], id)
 if redis.call('LLEN', KEYS[3]) == 0 then
   redis.call('LPUSH', KEYS[3], '1')
 end
@@ -271,7 +281,9 @@ return 1
 CLAIM = (
     _PRELUDE
     + """
-local bad = check_keys()
+-- Written without being read first: the leases and the wake-up list. The ready lists, jobs and meta are read
+-- before any write (below); the dead letters are checked when a job is to be quarantined.
+local bad = check_keys(3, 6)
 if bad then
   return bad
 end
@@ -280,7 +292,10 @@ local token = ARGV[3]
 local dead_max = tonumber(ARGV[5])
 local max_bytes = tonumber(ARGV[6])
 local now = now_ms()
-promote_due(now, tonumber(ARGV[4]), dead_max)
+local promoted = promote_due(now, tonumber(ARGV[4]), dead_max)
+if type(promoted) == 'table' then
+  return promoted
+end
 local deadline = now + tonumber(ARGV[2])
 -- Read and validate first: the oldest `need` ids of each level, highest level first.
 local picked = {}
@@ -290,7 +305,11 @@ for level = LEVELS - 1, 0, -1 do
   if need <= 0 then
     break
   end
-  local ids = redis.call('LRANGE', KEYS[READY0 + level], -need, -1)
+  local ids = redis.pcall('LRANGE', KEYS[READY0 + level], -need, -1)
+  if ids.err then
+    return redis.error_reply('WRONGTYPE nestq key ' .. KEYS[READY0 + level] .. ' is not a list; nothing was ' ..
+      'changed (delete or rename that key to repair the queue)')
+  end
   if #ids > 0 then
     taken = taken + #ids
     picked[#picked + 1] = {level, ids}
@@ -314,6 +333,12 @@ for _, entry in ipairs(picked) do
       why = corrupt(id) or false
     end
     checked[#checked + 1] = {id, data, why}
+    if why then
+      bad = check_keys(5)
+      if bad then
+        return bad
+      end
+    end
   end
 end
 for _, entry in ipairs(picked) do
@@ -355,10 +380,8 @@ return out
 CONFIRM = (
     _PRELUDE
     + """
-local bad = check_keys()
-if bad then
-  return bad
-end
+-- Only the meta hash (CONFIRM) or the leases (HEARTBEAT) are written, by commands that fail on their first
+-- call if the key has the wrong type: no partial write is possible, no check needed.
 local n = 0
 for i = 2, #ARGV do
   local id = ARGV[i]
@@ -375,10 +398,8 @@ return n
 HEARTBEAT = (
     _PRELUDE
     + """
-local bad = check_keys()
-if bad then
-  return bad
-end
+-- Only the meta hash (CONFIRM) or the leases (HEARTBEAT) are written, by commands that fail on their first
+-- call if the key has the wrong type: no partial write is possible, no check needed.
 local deadline = now_ms() + tonumber(ARGV[1])
 local lost = {}
 for i = 2, #ARGV, 2 do
@@ -397,7 +418,7 @@ return lost
 ACK = (
     _PRELUDE
     + """
-local bad = check_keys()
+local bad = check_keys(1, 3)
 if bad then
   return bad
 end
@@ -524,6 +545,9 @@ local batch = tonumber(ARGV[4])
 local dead_max = tonumber(ARGV[6])
 local now = now_ms()
 local promoted = promote_due(now, batch, dead_max)
+if type(promoted) == 'table' then
+  return promoted
+end
 local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, batch)
 local checked = {}
 for i, id in ipairs(expired) do
