@@ -24,20 +24,61 @@ S = TypeVar("S")
 T = TypeVar("T")
 
 _NAMESPACE = "__nestq_namespace__"
-# The password runs to the last '@' of the URL (greedy), so one holding an unescaped '@' or '/' is hidden whole;
-# over-redacting a URL whose path or query holds '@' is the safe way to be wrong.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s'\"]*:)(?P<secret>[^\s'\"]*)(?P<tail>@)")
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 _QUERY_SECRET = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|api_key|apikey)=)[^&;#\s'\"]*",
                            re.IGNORECASE)
+_MASK = "***"
 
 
-def redact(value: object) -> str:
-    """Return ``repr(value)`` with URL passwords replaced by ``***``.
+def _mask_userinfo(text: str) -> str:
+    # The userinfo is everything up to the LAST '@' (not up to the first '/', '#' or '?', as a URL parser reads
+    # it), so a password holding an unescaped '@', '/', '#', '?' or '[' is hidden whole. The password starts at
+    # the first ':' of the userinfo (a user name cannot hold one). Over-redacting a URL whose path or query holds
+    # '@' is the safe way to be wrong.
+    at = text.rfind("@")
+    if at < 0:
+        return text
+    scheme = _SCHEME.search(text, 0, at)
+    start = scheme.end() if scheme else 0
+    colon = text.find(":", start, at)
+    if colon < 0:
+        return text
+    return f"{text[:colon + 1]}{_MASK}{text[at:]}"
 
-    Covers ``scheme://user:password@host`` and query parameters such as ``?password=...`` or ``&token=...``.
+
+def _mask_text(text: str) -> str:
+    if "\n" not in text and _SCHEME.match(text.strip()):
+        # One URL (a setting's value): masked as a whole, so even a password holding a space is hidden.
+        masked = _mask_userinfo(text)
+    else:
+        # Free text: each whitespace-separated word that holds a userinfo is masked on its own.
+        masked = "".join(_mask_userinfo(word) if "@" in word else word for word in re.split(r"(\s+)", text))
+    return _QUERY_SECRET.sub(rf"\g<head>{_MASK}", masked)
+
+
+def redact(value: object, *, as_repr: bool = True) -> str:
+    """Return ``repr(value)`` with the passwords of URLs replaced by ``***``: the one redaction function.
+
+    Masks the password of ``scheme://user:password@host`` and of a URL without a scheme (``user:password@host``),
+    reading the userinfo up to the last ``@`` so that a password holding unescaped ``/ # ? [ @`` is masked whole,
+    and query parameters such as ``?password=...`` or ``&token=...``. Strings inside dicts, lists, tuples and sets
+    are masked before they are quoted. With ``as_repr=False`` a string comes back masked but unquoted (for URLs
+    shown in logs and reports).
     """
-    text = _URL_PASSWORD.sub(r"\g<head>***\g<tail>", repr(value))
-    return _QUERY_SECRET.sub(r"\g<head>***", text)
+    if isinstance(value, str):
+        masked = _mask_text(value)
+        return masked if not as_repr else repr(masked)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{redact(k)}: {redact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(redact(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(redact(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, set | frozenset) and value:
+        inner = ", ".join(sorted(redact(v) for v in value))
+        return "{" + inner + "}" if isinstance(value, set) else f"frozenset({{{inner}}})"
+    return _mask_text(repr(value))
 
 
 def setting(

@@ -8,9 +8,9 @@ Passwords (in the URL or in ``password``) never appear in a repr, a log line or 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from nestq_spec import ConfigError, env_var, load_settings, setting, settings
+from nestq_spec import ConfigError, env_var, load_settings, redact, setting, settings
 
 __all__ = ["SCHEMES", "RedisConfig", "display_url", "load_config"]
 
@@ -93,21 +93,11 @@ def _var(name: str) -> str:
 
 
 def display_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (userinfo and ``password=`` query values), for logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, sep, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if sep else f"{userinfo}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = "&".join(f"{k}={'***' if k.lower() == 'password' else v}" for k, v in pairs)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """``url`` with any password replaced by ``***`` (userinfo and ``password=`` query values), for logs.
+
+    The same masking as :func:`nestq_spec.redact` (which it calls), unquoted.
+    """
+    return redact(url, as_repr=False)
 
 
 def _check_relations(config: RedisConfig) -> RedisConfig:

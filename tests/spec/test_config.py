@@ -222,3 +222,36 @@ def test_describe_settings_redacts_defaults() -> None:
 )
 def test_redact(value: object, expected: str) -> None:
     assert redact(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "redis://user:top/secret@host:6379/0",  # unescaped '/': a URL parser ends the netloc there
+        "redis://user:top#secret@host:6379/0",  # unescaped '#': a URL parser starts the fragment there
+        "redis://user:top?secret@host:6379/0",  # unescaped '?': a URL parser starts the query there
+        "redis://user:top[secret@host:6379/0",  # unescaped '[': urllib raises ValueError on it
+        "redis://:top@sec/ret#x?y@host",  # several of them and more than one '@'
+        "user:topsecret@host:6379",  # no scheme
+        "rediss://user:top secret@host",  # a space, in a value that is one URL
+        "redis://user:top'secret@host",  # a quote, which changes how repr() quotes the string
+    ],
+)
+def test_redact_masks_the_raw_userinfo_up_to_the_last_at(value: str) -> None:
+    for shown in (redact(value), redact(value, as_repr=False), redact({"url": value}), redact([value])):
+        assert "top" not in shown, shown
+        assert "ret" not in shown, shown
+        assert "***@host" in shown
+
+
+def test_redact_unquoted_and_free_text() -> None:
+    assert redact("redis://u:topsecret@h:1/0", as_repr=False) == "redis://u:***@h:1/0"
+    assert redact("redis://h:1/0", as_repr=False) == "redis://h:1/0"
+    text = "connect redis://u:top/secret@h failed\nmail a@b at 12:00"
+    assert redact(text, as_repr=False) == "connect redis://u:***@h failed\nmail a@b at 12:00"
+
+    class Holder:
+        def __repr__(self) -> str:
+            return "Holder(url='redis://u:top#secret@h:1')"
+
+    assert redact(Holder()) == "Holder(url='redis://u:***@h:1')"
