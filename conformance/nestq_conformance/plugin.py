@@ -411,6 +411,7 @@ class NestqSession:
         self.started_here = False
         """The plugin (not the fixture) started the harness's session, for the preflight."""
         self.session_end_error: str | None = None
+        self.preflight_note: str | None = None
 
     @property
     def _driver(self) -> str:
@@ -606,7 +607,7 @@ class NestqSession:
             return  # nothing runs here (xdist's controller hands the rules to its workers, which do this)
         if self.state.custom_suite is not None or not self.selected:
             return  # a kit test's fake suite builds no apps; and no rule, no preflight
-        from nestq_conformance.preflight import preflight
+        from nestq_conformance.preflight import preflight, unfinished_driver
 
         harness = self.state.choice.harness
         try:
@@ -618,7 +619,12 @@ class NestqSession:
         self.started_here = True
         settings = _scaled_settings(self.state.scale)
         problem = preflight(harness, settings, scale=self.state.scale, driver_spec=self.state.choice.spec)
-        if problem is not None:
+        if problem is not None and unfinished_driver(problem):
+            self.preflight_note = (
+                f"the preflight job did not get through (the driver is not finished: {problem[:300]}); "
+                "the rules run anyway, each failure naming what to fill in"
+            )
+        elif problem is not None:
             self._environment_error(problem)
 
     def _environment_error(self, problem: str) -> None:
@@ -725,6 +731,8 @@ class NestqSession:
         from nestq_conformance.report import smoke_notice, totals
 
         tr = terminalreporter
+        if self.preflight_note:
+            tr.write_line(f"nestq: driver {self._driver}: {self.preflight_note}", yellow=True)
         if self.session_end_error:
             tr.write_line(f"nestq: driver {self._driver}: {self.session_end_error}", yellow=True)
         rules = [r.as_dict() for r in self.state.collector.results()]

@@ -15,7 +15,7 @@ from nestq_conformance.harness import DriverHarness, SuiteSettings
 from nestq_conformance.kit import Scenario
 from nestq_conformance.redaction import redact_text
 
-__all__ = ["PREFLIGHT_SECONDS", "preflight"]
+__all__ = ["PREFLIGHT_SECONDS", "preflight", "unfinished_driver"]
 
 PREFLIGHT_SECONDS = 5.0
 """How long (times the timeout scale) one job may take to go through the driver's producer and worker."""
@@ -33,6 +33,14 @@ def _error_text(exc: BaseException) -> str:
     if where is not None:
         text += f" (raised at {where.filename}:{where.lineno}, in {where.name})"
     return text
+
+
+def unfinished_driver(problem: str) -> bool:
+    """Whether a preflight failure is a driver still being written (``NotImplementedError``, the template's markers).
+
+    That is no broken environment: the rules run, and each failure names the place to fill in.
+    """
+    return "NotImplementedError" in problem
 
 
 def preflight(harness: DriverHarness, settings: SuiteSettings, *, scale: float, driver_spec: str) -> str | None:

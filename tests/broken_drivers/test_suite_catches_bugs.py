@@ -59,7 +59,7 @@ BUGS = [
     Bug("drop_failed", ("FLR-001", "FLR-004"), frozenset({
         "FLR-001", "FLR-002", "FLR-003", "FLR-004", "FLR-006", "CTX-003", "DSP-004", "ENV-003", "ENV-007",
     }), ("FLR-001", "FLR-004", "FLR-007", "FLR-008", "FLR-009")),
-    Bug("lose_in_flight", ("LIF-006",), frozenset({"LIF-006"}), ("LIF",)),
+    Bug("lose_in_flight", ("LIF-006",), frozenset({"LIF-006", "LIF-010"}), ("LIF",)),
     # A follow-up job on a second queue goes to the first queue's handler (CTX-004).
     Bug("wrong_queue", ("PRD-001",), frozenset({"PRD-001", "CTX-004", "PRD-007"}), ("PRD", "CTX-001")),
     Bug("per_queue_bound", ("DLV-003",), frozenset({"DLV-003"}), ("DLV",)),
@@ -70,7 +70,7 @@ BUGS = [
     Bug("poison_forever", ("ENV-008", "ENV-007"), frozenset({"ENV-007", "ENV-008"}), ("ENV",)),
     Bug("lifo", ("DLV-005",), frozenset({"DLV-005"}), ("DLV", "SCH")),
     Bug("skip_version_check", ("ENV-006", "ENV-007"), frozenset({"ENV-006", "ENV-007"}), ("ENV",)),
-    Bug("ignore_delay", ("SCH-001",), frozenset({"SCH-001"}), ("SCH",)),
+    Bug("ignore_delay", ("SCH-001",), frozenset({"SCH-001", "SCH-004"}), ("SCH",)),
     # Attempt 1 every time: a handler that fails on attempt 1 fails forever (CTX-003 waits for its success).
     Bug("attempt_not_passed", ("FLR-001",), frozenset({"FLR-001", "FLR-002", "DSP-004", "CTX-003"}),
         ("FLR", "DSP")),

@@ -232,3 +232,62 @@ def test_dlv_008_cross_process_producer_and_worker(nq: Scenario) -> None:
                             within=nq.timeout + nq.seconds(5.0), seen=lambda: sorted(done(), key=str))
 
     nq.run(scenario)
+
+
+@rule(
+    "DLV-009",
+    "MUST",
+    since="2",
+    probes=("queue_depth",),
+    hint="remove a job from every running/claimed index when it is acked; a finished job must not stay counted",
+)
+def test_dlv_009_depth_returns_to_zero(nq: Scenario) -> None:
+    """Once every job of a queue finished, its depth (ready, delayed and running jobs) is back to 0."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        rec = Recorder()
+        async with nq.worker(rec.processor(queue)) as worker:
+            for i in range(6):
+                await worker.producer.push_json(queue, {"n": i})
+            await nq.eventually(lambda: rec.count(queue, outcome="ok") == 6, "the 6 jobs", seen=rec.summary)
+            await nq.poll(lambda: nq.probe("queue_depth", nq.harness.queue_depth(worker.container, queue)),
+                          lambda depth: depth == 0, f"the depth of {queue} to return to 0 after its 6 jobs finished")
+
+    nq.run(scenario)
+
+
+@rule(
+    "DLV-010",
+    "MUST",
+    since="2",
+    hint="give the event loop a turn (await asyncio.sleep(0)) every few jobs: claiming a ready job and running a "
+    "handler that never awaits do not yield, so a backlog would hold the loop (and the cancel) until it is empty",
+)
+def test_dlv_010_worker_yields_while_draining_a_backlog(nq: Scenario) -> None:
+    """While a worker drains a backlog of handlers that never await, the rest of the event loop still runs."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        backlog = 1000
+        async with nq.producer_app() as app:
+            for i in range(backlog):
+                await app.producer.push_json(queue, {"n": i})
+        rec = Recorder()  # its handler never awaits
+        first_seen: list[int] = []
+
+        def started() -> bool:
+            if rec.count(queue) >= 1 and not first_seen:
+                first_seen.append(rec.count(queue))
+            return bool(first_seen)
+
+        async with nq.worker(rec.processor(queue)):
+            await nq.eventually(started, "the first job of the backlog", seen=rec.summary)
+            await nq.eventually(lambda: rec.count(queue) >= backlog, f"the {backlog} jobs",
+                                within=nq.timeout * 3, seen=lambda: rec.summary(limit=2))
+        assert first_seen[0] < backlog, (
+            f"the event loop got no turn until all {backlog} jobs had run: the worker never yields while it drains "
+            "a backlog of handlers that do not await"
+        )
+
+    nq.run(scenario)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from nestq_conformance.kit import Behaviour, Gate, Recorder, Scenario, ServeTask, eventually
+from nestq_conformance.kit import Behaviour, Gate, Recorder, Scenario, ServeTask, eventually, key_of
 from nestq_conformance.rules import rule
 from nestq_spec import CancellationToken
 
@@ -305,5 +305,87 @@ def test_lif_009_driver_closes_what_it_opened(nq: Scenario) -> None:
                 f"after its producer and worker apps were closed, the process still holds {described} that it did "
                 "not hold before the rule booted them"
             ) from None
+
+    nq.run(scenario)
+
+
+@rule(
+    "LIF-010",
+    "MUST",
+    since="2",
+    requires=("delivery",),
+    hint="a job cut off at shutdown is not a failure: return it (or leave its lease to expire) without scheduling a "
+    "retry backoff, put it back in front of the queue without dropping the jobs behind it, and wake an idle worker",
+)
+def test_lif_010_cut_off_job_goes_back_with_the_queue_behind_it(nq: Scenario) -> None:
+    """A job cut off at shutdown goes back with the jobs queued behind it, waits no backoff, wakes idle workers."""
+
+    async def scenario() -> None:
+        # A retry backoff far longer than the rule's waits: a cut-off treated as a failed attempt shows at once.
+        stopping = nq.settings.with_(concurrency=1, shutdown_grace=nq.seconds(0.3), backoff=nq.seconds(60.0),
+                                     backoff_cap=nq.seconds(60.0))
+        within = nq.timeout + nq.settings.visibility_timeout
+        never = Gate()
+        # 1. The job behind the cut-off one stay queued, and the next worker gets them all.
+        queue = nq.queue("behind")
+        first = Recorder()
+        hold = Behaviour(hold=never, hold_when=lambda p: key_of(p) == "cut")
+        worker = await nq.start_worker(first.processor(queue, behaviour=hold), settings=stopping, label="first")
+        await worker.producer.push_json(queue, {"n": "cut"})
+        await nq.eventually(lambda: first.count(queue) == 1, "the job to cut off to start", seen=first.summary)
+        for i in range(3):
+            await worker.producer.push_json(queue, {"n": i})
+        await nq.halt_worker(worker, nq.stop_deadline(stopping))
+        later = Recorder()
+        async with nq.worker(later.processor(queue), settings=stopping, label="next"):
+            await nq.eventually(lambda: set(later.keys(queue, outcome="ok")) >= {"cut", 0, 1, 2},
+                                "the cut-off job and the 3 jobs queued behind it, on the next worker",
+                                within=within, seen=lambda: (first.summary(), later.summary()))
+        # 2. An idle worker on the same queue takes the cut-off job when it comes back, without a new push.
+        queue = nq.queue("wake")
+        held, idle = Recorder(), Recorder()
+        worker = await nq.start_worker(held.processor(queue, behaviour=Behaviour(hold=never)), settings=stopping,
+                                       label="holding")
+        await worker.producer.push_json(queue, {"n": "cut"})
+        await nq.eventually(lambda: held.count(queue) == 1, "the job to cut off to start", seen=held.summary)
+        async with nq.worker(idle.processor(queue), settings=stopping, label="idle"):
+            await nq.halt_worker(worker, nq.stop_deadline(stopping))
+            await nq.eventually(lambda: idle.count(queue, outcome="ok") == 1,
+                                "the idle worker to run the job given back by the stopped one",
+                                within=within, seen=lambda: (held.summary(), idle.summary()))
+
+    nq.run(scenario)
+
+
+@rule(
+    "LIF-011",
+    "MUST",
+    since="2",
+    hint="after cancel, stop claiming but let running handlers finish for up to shutdown_grace seconds before "
+    "cutting them off; a handler that finishes within the grace is acked by the stopping worker",
+)
+def test_lif_011_job_finishing_within_the_grace_completes(nq: Scenario) -> None:
+    """A job that finishes within the shutdown grace after cancel completes in the stopping worker, once."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        rec = Recorder()
+        gate = Gate()
+        worker = await nq.start_worker(rec.processor(queue, behaviour=Behaviour(hold=gate)))
+        await worker.producer.push_json(queue, {"n": 1})
+        await nq.eventually(lambda: rec.count(queue) == 1, "the job to start", seen=rec.summary)
+        stopping = asyncio.ensure_future(nq.stop_worker(worker))
+        await asyncio.sleep(0)  # let the cancel reach the worker before the handler may finish
+        await nq.eventually(lambda: worker.cancel.is_cancelled, "the cancel to be sent")
+        gate.open()
+        await stopping
+        assert rec.count(queue, outcome="ok") == 1, (
+            f"the job finished within the shutdown grace but did not complete in the stopping worker: "
+            f"{rec.summary(queue)}"
+        )
+        later = Recorder()
+        async with nq.worker(later.processor(queue), label="next"):
+            await nq.stays(lambda: later.count(queue) == 0, nq.quiet_period() + nq.settings.visibility_timeout,
+                           "no second delivery of the completed job", seen=later.summary)
 
     nq.run(scenario)

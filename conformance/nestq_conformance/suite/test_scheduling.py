@@ -89,3 +89,35 @@ def test_sch_003_higher_priority_first(nq: Scenario) -> None:
         assert seen == sorted(seen, reverse=True), f"expected priorities high to low, got {seen}"
 
     nq.run(scenario)
+
+
+@rule(
+    "SCH-004",
+    "MUST",
+    since="2",
+    requires=("delayed_jobs",),
+    probes=("push_delayed",),
+    hint="an idle worker must wake when the earliest delayed job of any of its queues falls due (a timer or a "
+    "bounded poll), not only on a push, and not at the latest due time of its queues",
+)
+def test_sch_004_idle_worker_wakes_at_the_earliest_due_time(nq: Scenario) -> None:
+    """An idle worker on two queues runs a delayed job when it falls due, even when a later one waits on the other."""
+
+    async def scenario() -> None:
+        late_queue, soon_queue = nq.queue("late"), nq.queue("soon")
+        late, soon = nq.seconds(3.0), nq.seconds(0.2)
+        rec = Recorder()
+        async with nq.worker(rec.processor(late_queue, soon_queue)) as worker:
+            # Both pushed once the worker is idle: only a timer or a poll can wake it for the due times.
+            await worker.producer.push_json(soon_queue, {"n": "warm-up"})
+            await nq.eventually(lambda: rec.count(soon_queue, outcome="ok") == 1, "a first job", seen=rec.summary)
+            pushed = time.monotonic()
+            await nq.probe("push_delayed", nq.harness.push_delayed(worker.container, late_queue, {"n": "late"}, late))
+            await nq.probe("push_delayed", nq.harness.push_delayed(worker.container, soon_queue, {"n": "soon"}, soon))
+            await nq.eventually(lambda: rec.count(soon_queue) == 2, f"the job due in {soon:.2f}s",
+                                within=soon + nq.seconds(1.5), seen=rec.summary)
+            took = time.monotonic() - pushed
+            assert rec.count(late_queue) == 0, f"the job due in {late:.1f}s ran early: {rec.summary()}"
+            assert took < late, f"the job due in {soon:.2f}s ran only after {took:.2f}s (the later due time)"
+
+    nq.run(scenario)
