@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from abc import abstractmethod
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -50,6 +51,9 @@ class Delivery(Generic[H]):
 
 _ACK, _RETRY, _DEAD, _GIVE_BACK = "ack", "retry", "dead", "give_back"
 
+YIELD_EVERY = 32
+"""A runner gives the event loop a turn once every this many jobs, even when none of them suspended."""
+
 
 class _Settlements(Generic[H]):
     """One queue's outcomes not yet written to the storage, flushed in batches by one task at a time."""
@@ -58,16 +62,17 @@ class _Settlements(Generic[H]):
 
     def __init__(self) -> None:
         self.pending: list[tuple[str, Delivery[H], float]] = []
-        self.flushing: asyncio.Task[None] | None = None
+        self.flushing: asyncio.Future[object] | None = None
 
 
 class QueueWorker(Transport, Generic[H]):
     """A :class:`~nestq_spec.Transport` that owns the worker loop; the driver supplies the storage primitives.
 
-    ``serve`` routes the reachable ``@process`` methods by queue, runs one receive loop over all of them that asks
-    for at most as many jobs as there are free slots (``concurrency``, shared by every queue), dispatches each job in
-    its own task with ``JobMeta(attempt, job_id)`` in the job context, and settles outcomes per queue in batches
-    (successes through one :meth:`ack` call while the previous one is in flight). A failed attempt goes through
+    ``serve`` routes the reachable ``@process`` methods by queue and runs ``concurrency`` runners (the bound, shared
+    by every queue). An idle runner takes a job another runner's :meth:`receive` brought in, or receives itself,
+    asking for at most as many jobs as there are free slots; it dispatches the job with ``JobMeta(attempt, job_id)``
+    in the job context and settles outcomes per queue in batches (the successes recorded while one :meth:`ack` call
+    is in flight go out together in the next). A failed attempt goes through
     ``retry_policy``: :meth:`retry` after its backoff, or :meth:`dead_letter` with the error text. On cancel it stops
     receiving, lets running jobs finish for ``shutdown_grace`` seconds, cancels the rest and hands them to
     :meth:`give_back` (an interrupted attempt is not counted: the storage refunds it), writes the last outcomes and
@@ -111,7 +116,11 @@ class QueueWorker(Transport, Generic[H]):
         """Set once ``serve`` was cancelled: a :meth:`receive` that waits should also wait on this and return early."""
         self._running: dict[asyncio.Task[None], Delivery[H]] = {}
         self._settle: dict[str, _Settlements[H]] = {}
-        self._slot = asyncio.Event()
+        self._buffer: deque[Delivery[H]] = deque()
+        self._receiving = False
+        self._stopped = False
+        self._waiters: list[asyncio.Future[None]] = []
+        self._pause = self.receive_error_pause[0]
         self._missing: NotImplementedError | None = None
 
     # ------------------------------------------------------------------------------------------ storage primitives
@@ -169,74 +178,132 @@ class QueueWorker(Transport, Generic[H]):
         if cancel.is_cancelled:
             return  # cancelled before serving: take nothing
         self.stopping.clear()
-        self._slot.set()
+        self._stopped = False
+        self._buffer.clear()
         keeper: LeaseKeeper[Delivery[H]] | None = None
         if self.heartbeat_interval is not None:
             keeper = LeaseKeeper(self.heartbeat_interval, self._held, self._extend)
             keeper.start()
         stop = asyncio.ensure_future(cancel.wait())
-        receiver = asyncio.create_task(self._receive_loop(by_queue, container, cancel), name="nestq-receive")
+        # One runner per concurrency slot: each takes a job, runs it and writes its outcome inline, so a job whose
+        # storage calls and handler do not suspend costs no task and no event-loop turn.
+        runners = [asyncio.create_task(self._runner(by_queue, container, cancel), name=f"nestq-runner-{i}")
+                   for i in range(self.concurrency)]
         try:
-            await asyncio.wait([stop, receiver], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([stop, *runners], return_when=asyncio.FIRST_COMPLETED)
             deadline = time.monotonic() + self.shutdown_grace
-            self.stopping.set()
-            await asyncio.wait([receiver], timeout=max(self.receive_wait, self.shutdown_grace))
-            if not receiver.done():
-                receiver.cancel()
-            if self._running:
-                await asyncio.wait(list(self._running), timeout=max(0.0, deadline - time.monotonic()))
+            self._stop_receiving()
+            await asyncio.wait(runners, timeout=self.shutdown_grace)
+            receiving = [r for r in runners if not r.done() and r not in self._running]
+            if receiving:  # a claim on the wire may finish, so that no lease is taken without our knowing
+                await asyncio.wait(receiving, timeout=max(self.receive_wait, deadline - time.monotonic()))
         finally:
-            self.stopping.set()
-            jobs = list(self._running)
-            for job in jobs:
-                job.cancel()  # cut off after the grace: each gives its job back
+            self._stop_receiving()
+            for runner in runners:
+                runner.cancel()  # cut off after the grace: a runner gives its job back
             stop.cancel()
-            receiver.cancel()
-            await asyncio.gather(stop, receiver, *jobs, return_exceptions=True)
+            await asyncio.gather(stop, *runners, return_exceptions=True)
+            for delivery in self._buffer:
+                self._record(_GIVE_BACK, delivery)  # received, never started
+            self._buffer.clear()
             await self._flush_all(final=True)
             if keeper is not None:
                 await keeper.stop()
-        if not receiver.cancelled() and (failure := receiver.exception()) is not None:
-            raise failure
+        for runner in runners:
+            if not runner.cancelled() and (failure := runner.exception()) is not None:
+                raise failure
         if self._missing is not None:
             raise self._missing
 
-    async def _receive_loop(
+    async def _runner(
         self, by_queue: dict[str, tuple[ProcessMethod, ...]], container: Container, cancel: CancellationToken
     ) -> None:
-        queues = tuple(by_queue)
-        pause = self.receive_error_pause[0]
-        while not (self.stopping.is_set() or cancel.is_cancelled):
-            free = self.concurrency - len(self._running)
-            if free <= 0:
-                self._slot.clear()
-                await self._wait_or_stop(self._slot, None)
+        task = asyncio.current_task()
+        assert task is not None
+        streak = 0
+        while not (self._stopped or cancel.is_cancelled):
+            delivery = self._buffer.popleft() if self._buffer else await self._next(by_queue, cancel)
+            if delivery is None:
                 continue
+            if self._stopped or cancel.is_cancelled:
+                self._record(_GIVE_BACK, delivery)  # received as the worker stopped: never started
+                break
+            self._running[task] = delivery
+            kind, delay = _ACK, 0.0
             try:
-                batch = await self.receive(queues, free, self.receive_wait)
+                await self.handle(by_queue[delivery.queue], delivery, container)
+            except asyncio.CancelledError as exc:
+                if task.cancelling():
+                    del self._running[task]
+                    self._record(_GIVE_BACK, delivery)  # cut off after the grace: back to its queue, never lost
+                    raise
+                kind, delay = self._failed(delivery, exc)  # the handler raised CancelledError itself: a failure
+            except Exception as exc:
+                kind, delay = self._failed(delivery, exc)
+            del self._running[task]
+            self._record(kind, delivery, delay)
+            settle = self._settle[delivery.queue]
+            if settle.flushing is None:
+                # Nobody is writing this queue's outcomes: write them from here. Outcomes other runners record
+                # meanwhile wait in `pending` and go out with the next call, batched.
+                settle.flushing = task
+                try:
+                    await self._flush(settle)
+                finally:
+                    settle.flushing = None
+            streak += 1
+            if streak >= YIELD_EVERY:
+                streak = 0
+                await asyncio.sleep(0)  # jobs that never suspend must still let the rest of the loop run
+
+    async def _next(self, by_queue: dict[str, tuple[ProcessMethod, ...]], cancel: CancellationToken) -> (
+            Delivery[H] | None):
+        """A job for an idle runner: from the receive another runner has in flight, or from a receive of its own."""
+        loop = asyncio.get_running_loop()
+        if self._receiving:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            await waiter
+            return self._buffer.popleft() if self._buffer else None
+        self._receiving = True
+        try:
+            limit = self.concurrency - len(self._running)
+            try:
+                batch = await self.receive(tuple(by_queue), limit, self.receive_wait)
             except NotImplementedError:
                 raise  # a primitive the driver has not written yet: serve() fails with its message
             except Exception as exc:
-                log.warning("receive from %s failed, trying again in %.2gs: %s", ", ".join(queues), pause,
+                log.warning("receive from %s failed, trying again in %.2gs: %s", ", ".join(by_queue), self._pause,
                             describe_error(exc))
-                await self._wait_or_stop(None, pause)
-                pause = min(pause * 2, self.receive_error_pause[1])
-                continue
-            pause = self.receive_error_pause[0]
-            if len(batch) > free:
+                await self._wait_or_stop(None, self._pause)
+                self._pause = min(self._pause * 2, self.receive_error_pause[1])
+                return None
+            self._pause = self.receive_error_pause[0]
+            if len(batch) > limit:
                 log.error("%s.receive returned %d jobs for %d free slots; giving back the extra ones",
-                          type(self).__qualname__, len(batch), free)
-                for extra in batch[free:]:
+                          type(self).__qualname__, len(batch), limit)
+                for extra in batch[limit:]:
                     self._record(_GIVE_BACK, extra)
-                batch = batch[:free]
-            for delivery in batch:
-                if self.stopping.is_set() or cancel.is_cancelled:
-                    self._record(_GIVE_BACK, delivery)  # received as the worker stopped: never started
-                    continue
-                task = asyncio.create_task(self._run(by_queue[delivery.queue], delivery, container))
-                self._running[task] = delivery
+                batch = batch[:limit]
             if not batch:
                 await asyncio.sleep(0)  # an empty receive that did not wait must not starve the loop
+                return None
+            self._buffer.extend(batch[1:])
+            return batch[0]
+        finally:
+            self._receiving = False
+            self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _stop_receiving(self) -> None:
+        self._stopped = True
+        self.stopping.set()
+        self._wake_waiters()
 
     async def _wait_or_stop(self, event: asyncio.Event | None, pause: float | None) -> None:
         waits = [asyncio.ensure_future(self.stopping.wait())]
@@ -248,25 +315,7 @@ class QueueWorker(Transport, Generic[H]):
             for waiter in waits:
                 waiter.cancel()
 
-    async def _run(self, methods: Sequence[ProcessMethod], delivery: Delivery[H], container: Container) -> None:
-        task = asyncio.current_task()
-        try:
-            await self.handle(methods, delivery, container)
-        except asyncio.CancelledError as exc:
-            if task is not None and task.cancelling():
-                self._record(_GIVE_BACK, delivery)  # cut off after the grace: back to its queue, never lost
-                raise
-            self._failed(delivery, exc)  # the handler raised CancelledError on its own: a failure like any other
-        except Exception as exc:
-            self._failed(delivery, exc)
-        else:
-            self._record(_ACK, delivery)
-        finally:
-            if task is not None:
-                self._running.pop(task, None)
-            self._slot.set()
-
-    def _failed(self, delivery: Delivery[H], exc: BaseException) -> None:
+    def _failed(self, delivery: Delivery[H], exc: BaseException) -> tuple[str, float]:
         error = describe_error(exc)
         delivery.error = error
         decision = self.retry_policy.decide(exc, delivery.attempt)
@@ -274,11 +323,10 @@ class QueueWorker(Transport, Generic[H]):
         if decision.retry:
             log.warning("job %s on %s failed (attempt %d of %d), retrying in %.3gs: %s",
                         delivery.job_id, delivery.queue, delivery.attempt, limit, decision.delay, error)
-            self._record(_RETRY, delivery, decision.delay)
-            return
+            return _RETRY, decision.delay
         log.error("job %s on %s dead-lettered after attempt %d, %s: %s", delivery.job_id, delivery.queue,
                   delivery.attempt, decision.why, error, exc_info=exc)
-        self._record(_DEAD, delivery)
+        return _DEAD, 0.0
 
     # ------------------------------------------------------------------------------------------ settling outcomes
 
@@ -287,22 +335,28 @@ class QueueWorker(Transport, Generic[H]):
         if settle is None:
             settle = self._settle[delivery.queue] = _Settlements()
         settle.pending.append((kind, delivery, delay))
-        if settle.flushing is None and kind != _GIVE_BACK:
-            settle.flushing = asyncio.create_task(self._flush(delivery.queue, settle))
 
-    async def _flush(self, queue: str, settle: _Settlements[H]) -> None:
-        try:
-            while settle.pending and not self.stopping.is_set():
-                if not await self._write(settle):
-                    await asyncio.sleep(self.settle_retry)  # the storage failed: keep the outcomes, try again
-        finally:
-            settle.flushing = None
+    async def _flush(self, settle: _Settlements[H]) -> None:
+        while settle.pending and not self._stopped:
+            if not await self._write(settle):
+                await asyncio.sleep(self.settle_retry)  # the storage failed: keep the outcomes, try again
 
     async def _write(self, settle: _Settlements[H]) -> bool:
         """Write every pending outcome of one queue; keep those whose write failed. Return whether all were written."""
         if self._missing is not None:
             return True  # a primitive is missing: nothing can be written, serve() is stopping with its message
         batch, settle.pending = settle.pending, []
+        if len(batch) == 1 and batch[0][0] == _ACK:  # the common case at low load: one success, one call
+            try:
+                await self.ack([batch[0][1]])
+                return True
+            except NotImplementedError as exc:
+                self._missing_primitive(exc)
+                return True
+            except Exception as exc:
+                log.warning("ack of 1 job on %s failed, will retry: %s", batch[0][1].queue, describe_error(exc))
+                settle.pending[:0] = batch
+                return False
         acks = [d for kind, d, _ in batch if kind == _ACK]
         backs = [d for kind, d, _ in batch if kind == _GIVE_BACK]
         failed: list[tuple[str, Delivery[H], float]] = []
@@ -344,7 +398,7 @@ class QueueWorker(Transport, Generic[H]):
         if self._missing is None:
             self._missing = exc
             log.error("%s: %s", type(self).__qualname__, exc)
-        self.stopping.set()
+        self._stop_receiving()
 
     async def _flush_all(self, *, final: bool) -> None:
         flushing = [s.flushing for s in self._settle.values() if s.flushing is not None]
@@ -366,7 +420,7 @@ class QueueWorker(Transport, Generic[H]):
     def _held(self) -> dict[str, list[Delivery[H]]]:
         """Jobs whose lease must stay alive: running, or finished with their outcome not yet written."""
         held: dict[str, list[Delivery[H]]] = {}
-        for delivery in self._running.values():
+        for delivery in (*self._running.values(), *self._buffer):
             held.setdefault(delivery.queue, []).append(delivery)
         for queue, settle in self._settle.items():
             held.setdefault(queue, []).extend(d for _, d, _ in settle.pending)

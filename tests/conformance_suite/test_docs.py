@@ -86,33 +86,28 @@ def test_changelog_names_every_rule_and_the_current_suite_version() -> None:
     assert not absent, f"rules missing from {CHANGELOG}: {absent}"
 
 
-def _template_markers() -> dict[str, str]:
-    """Marker number -> ``Class.method`` of the template's ``NotImplementedError`` places."""
-    found: dict[str, str] = {}
+def _template_markers() -> set[str]:
+    """The marker numbers of the template's ``NotImplementedError`` places (``{_MARK} (N): ...``)."""
+    found: set[str] = set()
     for path in TEMPLATE_SRC.glob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        for number, method in re.findall(r'marker \((\d)\): ".*?\bin \{\{ P \}\}(\w+\.\w+)"', text, re.S):
-            found[number] = method
+        found.update(re.findall(r"\{_MARK\} \((\d)\):", path.read_text(encoding="utf-8")))
     return found
 
 
+PRIMITIVES = ("connect", "disconnect", "push_raw", "claim", "ack", "retry", "dead_letter", "give_back", "extend_leases")
+
+
 def test_the_driver_guide_names_the_templates_markers() -> None:
-    markers = _template_markers()
-    assert set(markers) == {"2", "3", "5"}, markers
+    assert _template_markers() == set("12345678"), _template_markers()
     guide = " ".join(GUIDE.read_text(encoding="utf-8").split())
-    for number, method in markers.items():
-        cls, name = method.split(".")
-        assert f"({number}) `Toy{cls}.{name}`" in guide, (
-            f"{GUIDE.name} should list marker ({number}) as `Toy{cls}.{name}`, as the template has it"
-        )
-    for place in "12345":
-        assert f"| ({place}) |" in guide, f"{GUIDE.name}: the table of the five places lacks ({place})"
+    assert "### 2. Markers (1) and (2)" in guide
+    assert "### 3. Markers (3) to (8)" in guide
+    for name in PRIMITIVES:
+        assert f"async def {name}(" in guide, f"{GUIDE.name}'s walk-through does not fill {name}"
 
 
-def _members(source: str, rename: tuple[str, str] | None = None) -> dict[str, str]:
-    """``Class.member`` -> the member's AST dump, for every class of ``source`` (renamed ``old -> new`` first)."""
-    if rename:
-        source = source.replace(rename[0], rename[1]).replace(rename[0].lower(), rename[1].lower())
+def _members(source: str) -> dict[str, str]:
+    """``Class.member`` -> the member's AST dump, for every class of ``source``."""
     found = {}
     for node in ast.parse(source).body:
         if isinstance(node, ast.ClassDef):
@@ -128,18 +123,17 @@ def _members(source: str, rename: tuple[str, str] | None = None) -> dict[str, st
 def test_the_driver_guides_walk_through_is_the_filled_template_the_template_tests_run() -> None:
     """The code the guide tells an author to paste is what tests/template fills in and runs to a green suite."""
     guide = GUIDE.read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n# src/nestq_toy/(\w+\.py)\n(.*?)```", guide, re.S)
-    assert [name for name, _ in blocks] == ["connection.py", "worker.py", "worker.py", "harness.py"], blocks
+    blocks = re.findall(r"```python\n# src/nestq_sqlite/(\w+\.py)\n(.*?)```", guide, re.S)
+    assert [name for name, _ in blocks] == ["connection.py", "worker.py", "harness.py"], blocks
     shown: dict[str, str] = {}
     for _, code in blocks:
         shown.update(_members(code))
     filled: dict[str, str] = {}
     for name in ("connection.py", "worker.py", "harness.py"):
-        filled.update(_members((FILL / name).read_text(encoding="utf-8"), rename=("Fill", "Toy")))
+        filled.update(_members((FILL / name).read_text(encoding="utf-8")))
     assert shown.keys() == filled.keys()
     differ = [key for key in shown if shown[key] != filled[key]]
     assert not differ, f"{GUIDE.name} shows code that differs from tests/template/fill/ for {differ}"
-    assert "cp \"$NESTQ/tests/template/fill/store.py\" src/nestq_toy/store.py" in guide
 
 
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
