@@ -8,7 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from nestq_conformance.catalogue import suite_hash
+from nestq_conformance.catalogue import SUITE_VERSION, suite_hash
 from nestq_conformance.report import REPORT_FILES, badge, load_schema
 
 from .conftest import Kit, load_json
@@ -59,7 +59,7 @@ def test_report_files_are_written_and_valid(kit: Kit) -> None:
     assert data["suite_version"] == "custom", "a custom suite never gets the shipped suite's version"
     assert data["custom_suite"] == str(kit.suite)
     assert data["complete"] is False
-    assert data["left_out"] == [f"the shipped suite 2: a custom suite at {kit.suite} ran instead"]
+    assert data["left_out"] == [f"the shipped suite {SUITE_VERSION}: a custom suite at {kit.suite} ran instead"]
     assert data["environment_error"] is None
     assert data["suite_hash"] == suite_hash(kit.suite)
     assert data["ok"] is False
@@ -111,7 +111,8 @@ def test_markdown_card(kit: Kit) -> None:
     card = (out / REPORT_FILES["markdown"]).read_text(encoding="utf-8")
     assert card.startswith("# nestq conformance report card: `fake`\n")
     assert (
-        f"| Result | **PARTIAL (FAIL; left out: the shipped suite 2: a custom suite at {kit.suite} ran instead)**: "
+        f"| Result | **PARTIAL (FAIL; left out: the shipped suite {SUITE_VERSION}: a custom suite at {kit.suite} ran "
+        "instead)**: "
         "2/5 MUST, 2 not declared, 2 unchecked (a probe missing) |" in card
     )  # levels where no rule ran are left out
     assert (
