@@ -31,6 +31,10 @@ SAMPLE = ("CFG-001", "PRD-003", "PRD-006", "DSP-003", "CTX-002", "ENV-002", "LIF
           "DLV-004", "SCH-003", "DLV-008", "DUR-001")
 """Unrelated rules every broken driver also runs: cheap ones, from every area, two skipped for the memory driver."""
 
+# The module's first test pays for its fixture: about 30 suite runs, four at a time. That is the budget of the whole
+# module, not of one test, so it gets more than the default 300 s (each run is still bounded at 240 s in _run).
+pytestmark = pytest.mark.timeout(900)
+
 
 @dataclass(frozen=True)
 class Bug:

@@ -98,7 +98,7 @@ PRIMITIVES = ("connect", "disconnect", "push_raw", "claim", "ack", "retry", "dea
 
 
 def test_the_driver_guide_names_the_templates_markers() -> None:
-    assert _template_markers() == set("12345678"), _template_markers()
+    assert _template_markers() == set("123456789"), _template_markers()
     guide = " ".join(GUIDE.read_text(encoding="utf-8").split())
     assert "### 2. Markers (1) and (2)" in guide
     assert "### 3. Markers (3) to (8)" in guide

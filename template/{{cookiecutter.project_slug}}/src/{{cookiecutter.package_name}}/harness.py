@@ -36,6 +36,8 @@ from .connection import {{ P }}Connection
 from .module import {{ P }}QueueModule, {{ P }}QueueWorkerModule
 
 __all__ = ["{{ P }}Harness", "harness"]
+
+_MARK = "src/{{ cookiecutter.package_name }}/harness.py marker"
 {%- set ADDRESS = {"url": "url", "path": "path", "host": "host"}[STYLE] %}
 
 
@@ -114,8 +116,19 @@ class {{ P }}Harness(DriverHarness):
         """``{{ P }}QueueWorkerModule`` (its settings come with the producer module)."""
         return {{ P }}QueueWorkerModule
 
+    async def queue_depth(self, container: Container, queue: str) -> int:
+        """Jobs of ``queue`` accepted and not yet finished: ready, delayed or running (DLV-009, DLV-010)."""
+        raise NotImplementedError(
+            f"{_MARK} (9): count the jobs of `queue` your storage holds that are not finished (ready, delayed or "
+            "running; dead letters excluded)"
+        )
+
+    def configured_module(self, pinned: Mapping[str, object]) -> ModuleLike:
+        """The producer module with only ``pinned`` pinned; the rest from the environment and defaults (CFG-007)."""
+        return {{ P }}QueueModule.for_root(dict(pinned))
+
     def live_settings(self, container: Container) -> object:
-        """The settings object the booted driver uses."""
+        """The settings object the booted driver uses (CFG-007)."""
         return container.get({{ P }}Config)
 
     def subprocess_env(self) -> dict[str, str]:
