@@ -82,22 +82,25 @@ class NatsConnection(JobProducer):
         """
         variable = env_var(NatsConfig, "url")
 
+        seen: list[Exception] = []
+
         async def quiet(exc: Exception) -> None:
-            # nats-py reports every failed reconnect; keep them at debug, the worker logs what it could not do.
+            # nats-py reports every failed (re)connect; keep them at debug, the worker logs what it could not do.
+            seen.append(exc)
             log.debug("nats client (%s): %s", self.display_url, exc)
 
         try:
-            client = await nats.connect(
-                servers=[self.config.url],
-                name="nestq",
-                connect_timeout=self.config.connect_timeout,
-                max_reconnect_attempts=0,  # the first connection fails at once; reconnects are set below
-                allow_reconnect=False,
-                error_cb=quiet,
+            # nats-py keeps retrying a first connection that fails; bound it and report the last reason.
+            client = await asyncio.wait_for(
+                nats.connect(servers=[self.config.url], name="nestq", connect_timeout=self.config.connect_timeout,
+                             allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.05,
+                             error_cb=quiet),
+                timeout=self.config.connect_timeout + 1.0,
             )
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {redact(str(exc), as_repr=False)}".rstrip(": ")
-            if _is_auth_error(exc):
+            cause = seen[-1] if seen and isinstance(exc, TimeoutError | nats.errors.NoServersError) else exc
+            reason = f"{type(cause).__name__}: {redact(str(cause), as_repr=False)}".rstrip(": ")
+            if any(_is_auth_error(e) for e in [exc, *seen]):
                 raise ConfigError(
                     f"NATS at {self.display_url} refused the credentials ({variable}): {reason}"
                 ) from None
