@@ -101,16 +101,28 @@ class NatsAdmin:
         queue = headers.get(HEADER_QUEUE) or queue_of_token(token) or token
         return _letter(seq, queue, headers, raw.data or b"")
 
-    async def redrive(self, seqs: Sequence[int]) -> int:
-        """Put these dead letters back on their queues as fresh jobs (attempts from 1); return how many moved.
+    async def _owned(self, seqs: Sequence[int], queue: str | None) -> list[DeadLetter]:
+        letters = []
+        for seq in seqs:
+            try:
+                letter = await self.show(seq)
+            except LookupError:
+                continue  # gone meanwhile (redriven or purged by someone else): nothing to do
+            if queue is None or letter.queue == queue:
+                letters.append(letter)
+        return letters
+
+    async def redrive(self, seqs: Sequence[int], *, queue: str | None = None) -> int:
+        """Put these dead letters (of ``queue``, when given) back on their queues as fresh jobs; return how many.
 
         Each is published to its queue first, then deleted from the dead-letter stream, so a failure in between
-        leaves a copy in both places, never in neither.
+        leaves a copy in both places, never in neither. Ids that do not exist (or belong to another queue) are
+        skipped. Attempts start again from 1.
         """
         js = await self.connection.jetstream()
         moved = 0
-        for seq in seqs:
-            letter = await self.show(seq)
+        for letter in await self._owned(seqs, queue):
+            seq = letter.seq
             await js.publish(self.layout.subject(letter.queue), letter.data, headers={HEADER_JOB_ID: letter.job_id})
             await js.delete_msg(self.layout.dead_stream, seq)
             moved += 1
@@ -119,6 +131,15 @@ class NatsAdmin:
     async def redrive_all(self, queue: str) -> int:
         """Redrive every dead letter of ``queue``."""
         return await self.redrive([letter.seq for letter in await self.dead_letters(queue)])
+
+    async def delete(self, seqs: Sequence[int], *, queue: str | None = None) -> int:
+        """Delete these dead letters (of ``queue``, when given) for good; return how many were deleted."""
+        js = await self.connection.jetstream()
+        deleted = 0
+        for letter in await self._owned(seqs, queue):
+            await js.delete_msg(self.layout.dead_stream, letter.seq)
+            deleted += 1
+        return deleted
 
     async def purge(self, queue: str) -> int:
         """Delete every dead letter of ``queue``; return how many there were."""
