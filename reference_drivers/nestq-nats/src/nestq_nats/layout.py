@@ -14,7 +14,7 @@ __all__ = ["HEADER_ATTEMPTS", "HEADER_ERROR", "HEADER_FAILED_AT", "HEADER_JOB_ID
            "queue_of_token", "queue_token"]
 
 HEADER_JOB_ID = "Nestq-Job-Id"
-"""The job id, chosen at push and kept through give-backs, dead-lettering and redrives."""
+"""The job id when it is not the message's stream sequence: set on re-published copies (give-backs, redrives)."""
 HEADER_ATTEMPTS = "Nestq-Attempts"
 """On a job: attempts used by earlier copies (a give-back re-publishes the job); on a dead letter: all attempts."""
 HEADER_ERROR = "Nestq-Error"

@@ -187,7 +187,7 @@ class NatsWorker(QueueWorker[Msg]):
 
     async def ack(self, deliveries: Sequence[Delivery[Msg]]) -> None:
         """These jobs (one queue) succeeded: ack them (the work-queue stream then removes them)."""
-        await self._reply(deliveries, b"+ACK")
+        await self._reply(deliveries, b"+ACK", flush=False)
 
     async def retry(self, delivery: Delivery[Msg], delay: float, error: str) -> None:
         """Make the job due again in ``delay`` seconds: ``nak`` with that delay (the delivery count stays)."""
@@ -230,15 +230,17 @@ class NatsWorker(QueueWorker[Msg]):
         """Reset ``ack_wait`` of these running jobs with an in-progress ack (+WPI)."""
         await self._reply(deliveries, b"+WPI")
 
-    async def _reply(self, deliveries: Sequence[Delivery[Msg]], body: bytes) -> None:
+    async def _reply(self, deliveries: Sequence[Delivery[Msg]], body: bytes, *, flush: bool = True) -> None:
         # The JetStream ack protocol, sent on each delivery's reply subject. Written here rather than through
         # Msg.ack()/nak(), which refuse a second call: the toolkit writes an outcome again when the first write
-        # failed (a lost connection), and the server takes a repeated ack as a no-op. Acks are fire-and-forget
-        # publishes, so flush: a returned call means the server has them.
+        # failed (a lost connection), and the server takes a repeated ack as a no-op. These are fire-and-forget
+        # publishes: flushed (a returned call means the server has them) except for plain acks, which the client
+        # sends within its next write (a lost ack only means a duplicate run, and the client is flushed on close).
         client = await self.connection.client()
         for delivery in deliveries:
             await client.publish(delivery.handle.reply, body)
-        await client.flush(timeout=max(1, round(self.config.connect_timeout)))
+        if flush:
+            await client.flush(timeout=max(1, round(self.config.connect_timeout)))
 
     async def serve(self, container: Container, cancel: CancellationToken) -> None:
         """Run the toolkit's loop, then cancel the pulls still in flight: nothing of this worker outlives it."""
