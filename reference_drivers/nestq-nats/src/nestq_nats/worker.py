@@ -1,0 +1,266 @@
+"""The worker side: :class:`NatsWorker`, the storage primitives under nestq's worker loop.
+
+``nestq_spec.driverkit.QueueWorker`` runs the loop: concurrency, cancel and shutdown grace, dispatch in the job
+context, the retry policy and error text, batched outcomes, heartbeats that extend running jobs' leases.
+
+JetStream mapping: one durable pull consumer per queue (``ack_wait`` = the visibility timeout), a receive is a
+pull ``fetch``, a heartbeat is ``in_progress`` (+WPI), a retry is ``nak(delay)``, the attempt is the consumer's
+delivery count (plus the attempts of earlier copies, see :meth:`NatsWorker.give_back`), a dead letter is a
+publish to the dead-letter stream with the error and attempts, then an ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nestq_spec import CancellationToken, ConfigError, Container, env_var
+from nestq_spec.driverkit import Delivery, QueueWorker
+
+from .config import NatsConfig
+from .connection import NatsConnection
+from .layout import HEADER_ATTEMPTS, HEADER_ERROR, HEADER_FAILED_AT, HEADER_JOB_ID, HEADER_QUEUE
+
+__all__ = ["NatsWorker"]
+
+log = logging.getLogger("nestq_nats")
+
+_Sub = JetStreamContext.PullSubscription
+
+
+def earlier_attempts(msg: Msg) -> int:
+    """Attempts used by earlier copies of this job (a give-back re-publishes it with that count)."""
+    try:
+        return max(0, int((msg.headers or {}).get(HEADER_ATTEMPTS, "0")))
+    except ValueError:
+        return 0
+
+
+class NatsWorker(QueueWorker[Msg]):
+    """Receives from the queues the app's ``@process`` methods name; ``Delivery.handle`` is the JetStream message."""
+
+    def __init__(self, connection: NatsConnection, config: NatsConfig) -> None:
+        super().__init__(
+            concurrency=config.concurrency,
+            shutdown_grace=config.shutdown_grace,
+            retry_policy=config.retry_policy(),
+            heartbeat_interval=config.heartbeat_interval,
+        )
+        self.connection = connection
+        self.config = config
+        self._subs: dict[str, _Sub] = {}
+        self._fetching: dict[str, tuple[asyncio.Task[list[Msg]], int]] = {}  # queue -> (pull in flight, batch)
+        self._next = 0
+
+    async def configure(self, container: Container) -> None:
+        """Connect and check the streams at boot: wrong credentials or an incompatible stream fail the boot.
+
+        An unreachable server does not: the worker keeps trying (it may be starting), logging why.
+        """
+        try:
+            await self.connection.client()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            log.warning("NATS worker could not connect yet, will keep trying: %s", exc)
+
+    async def _subscription(self, queue: str) -> _Sub:
+        sub = self._subs.get(queue)
+        if sub is None:
+            js = await self.connection.jetstream()
+            layout = self.connection.layout
+            name = layout.consumer(queue)
+            wanted = ConsumerConfig(
+                durable_name=name,
+                filter_subject=layout.subject(queue),
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.config.visibility_timeout,
+                max_deliver=-1,  # attempts are the retry policy's business: it dead-letters with the error
+                max_ack_pending=-1,
+                description=f"nestq worker of queue {queue}",
+            )
+            try:
+                found = (await js.consumer_info(layout.jobs_stream, name)).config
+            except nats.js.errors.NotFoundError:
+                found = None
+            if found is not None and (found.filter_subject != wanted.filter_subject
+                                      or found.ack_policy != AckPolicy.EXPLICIT):
+                raise ConfigError(
+                    f"consumer {name!r} of stream {layout.jobs_stream!r} exists with filter {found.filter_subject!r} "
+                    f"and ack policy {found.ack_policy}; nestq needs {wanted.filter_subject!r} with explicit acks: "
+                    f"delete it or choose another {env_var(NatsConfig, 'stream_prefix')}"
+                )
+            if found is None or found.ack_wait != wanted.ack_wait:
+                # Creates it, or moves ack_wait to this worker's visibility timeout (an editable field).
+                await js.add_consumer(layout.jobs_stream, wanted)
+            sub = await js.pull_subscribe_bind(name, stream=layout.jobs_stream)
+            self._subs[queue] = sub
+        return sub
+
+    async def receive(self, queues: Sequence[str], limit: int, wait: float) -> Sequence[Delivery[Msg]]:
+        """Pull up to ``limit`` jobs of ``queues``, waiting at most ``wait`` seconds (or until stopping).
+
+        One pull per queue is in flight at a time, and the batches in flight never add up to more than the free
+        slots, so no job is pulled without a slot to run it (an unstarted job would sit in memory with its
+        ``ack_wait`` running). A pull that did not finish within ``wait`` stays in flight for the next call.
+        """
+        # A pull request outlives a killed worker until it expires, and nats-server 2.9 hands a redelivery to such
+        # a dead request and then forgets that delivery (and the one before) in the delivery count: a crashed
+        # attempt would not count. Pulls shorter than the lease minus a heartbeat expire before any redelivery.
+        pull_for = min(wait, max(0.05, (self.config.visibility_timeout - self.config.heartbeat_interval) / 2))
+        reserved = sum(batch for _, batch in self._fetching.values())
+        budget = limit - reserved
+        order = list(queues[self._next % len(queues):]) + list(queues[: self._next % len(queues)])
+        self._next += 1
+        for queue in order:
+            if budget <= 0:
+                break
+            if queue in self._fetching:
+                continue
+            sub = await self._subscription(queue)
+            batch = max(1, budget // max(1, len(queues) - len(self._fetching)))
+            self._fetching[queue] = (asyncio.ensure_future(self._pull(sub, batch, pull_for)), batch)
+            budget -= batch
+        if not self._fetching:
+            return []
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait([task for task, _ in self._fetching.values()] + [stop], timeout=wait,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        deliveries: list[Delivery[Msg]] = []
+        failure: BaseException | None = None
+        for queue, (task, _) in list(self._fetching.items()):
+            if not task.done():
+                continue
+            del self._fetching[queue]
+            if task.cancelled():
+                continue
+            if (exc := task.exception()) is not None:
+                failure = exc
+                continue
+            for msg in task.result():
+                deliveries.append(self._delivery(queue, msg))
+        if failure is not None and not deliveries:
+            raise failure
+        return await self._screen(deliveries)
+
+    async def _pull(self, sub: _Sub, batch: int, wait: float) -> list[Msg]:
+        try:
+            msgs = await sub.fetch(batch, timeout=max(wait, 0.01))
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+        return [msg for msg in msgs if msg.reply]  # status messages have no reply subject
+
+    def _delivery(self, queue: str, msg: Msg) -> Delivery[Msg]:
+        headers = msg.headers or {}
+        attempt = earlier_attempts(msg) + msg.metadata.num_delivered
+        job_id = headers.get(HEADER_JOB_ID) or str(msg.metadata.sequence.stream)
+        return Delivery(queue, msg.data, attempt, job_id, msg)
+
+    async def _screen(self, deliveries: list[Delivery[Msg]]) -> list[Delivery[Msg]]:
+        # A job whose worker died during every allowed attempt (the consumer redelivered it after ack_wait each
+        # time) is out of attempts before it runs again: dead-letter it instead of crash-looping.
+        limit = self.retry_policy.max_attempts
+        keep = []
+        for delivery in deliveries:
+            if delivery.attempt > limit:
+                error = f"out of attempts: the job's worker stopped during each of its {limit} attempts"
+                delivery.attempt = limit
+                try:
+                    await self.dead_letter(delivery, error)
+                except Exception as exc:
+                    log.warning("could not dead-letter job %s of %s yet: %s", delivery.job_id, delivery.queue, exc)
+                continue
+            keep.append(delivery)
+        return keep
+
+    async def ack(self, deliveries: Sequence[Delivery[Msg]]) -> None:
+        """These jobs (one queue) succeeded: ack them (the work-queue stream then removes them)."""
+        await self._reply(deliveries, b"+ACK", flush=False)
+
+    async def retry(self, delivery: Delivery[Msg], delay: float, error: str) -> None:
+        """Make the job due again in ``delay`` seconds: ``nak`` with that delay (the delivery count stays)."""
+        body = b"-NAK" if delay <= 0 else b"-NAK " + json.dumps({"delay": int(delay * 1e9)}).encode()
+        await self._reply([delivery], body)
+
+    async def dead_letter(self, delivery: Delivery[Msg], error: str) -> None:
+        """Publish the job to the dead-letter stream with ``error`` and its attempts, then ack it off the queue."""
+        js = await self.connection.jetstream()
+        headers = {
+            HEADER_JOB_ID: delivery.job_id or "",
+            HEADER_QUEUE: delivery.queue,
+            HEADER_ATTEMPTS: str(delivery.attempt),
+            HEADER_ERROR: json.dumps(error),
+            HEADER_FAILED_AT: f"{time.time():.3f}",
+        }
+        data = delivery.data if isinstance(delivery.data, bytes) else delivery.data.encode()
+        await js.publish(self.connection.layout.dead_subject(delivery.queue), data, headers=headers)
+        await self._reply([delivery], b"+ACK")
+
+    async def give_back(self, deliveries: Sequence[Delivery[Msg]]) -> None:
+        """Return interrupted jobs now, refunding the attempt.
+
+        JetStream cannot lower a delivery count, so the job is re-published (same id and data) carrying the
+        attempts its earlier deliveries used, and the delivered copy is acked. A crash between the two leaves
+        both: the job runs twice, which at-least-once allows; it is never lost.
+        """
+        js = await self.connection.jetstream()
+        subject = self.connection.layout.subject(deliveries[0].queue) if deliveries else ""
+        for delivery in deliveries:
+            msg = delivery.handle
+            headers = {
+                HEADER_JOB_ID: delivery.job_id or "",
+                HEADER_ATTEMPTS: str(earlier_attempts(msg) + msg.metadata.num_delivered - 1),
+            }
+            await js.publish(subject, msg.data, headers=headers)
+            await self._reply([delivery], b"+ACK")
+
+    async def extend_leases(self, deliveries: Sequence[Delivery[Msg]]) -> None:
+        """Reset ``ack_wait`` of these running jobs with an in-progress ack (+WPI)."""
+        await self._reply(deliveries, b"+WPI")
+
+    async def _reply(self, deliveries: Sequence[Delivery[Msg]], body: bytes, *, flush: bool = True) -> None:
+        # The JetStream ack protocol, sent on each delivery's reply subject. Written here rather than through
+        # Msg.ack()/nak(), which refuse a second call: the toolkit writes an outcome again when the first write
+        # failed (a lost connection), and the server takes a repeated ack as a no-op. These are fire-and-forget
+        # publishes: flushed (a returned call means the server has them) except for plain acks, which the client
+        # sends within its next write (a lost ack only means a duplicate run, and the client is flushed on close).
+        client = await self.connection.client()
+        for delivery in deliveries:
+            await client.publish(delivery.handle.reply, body)
+        if flush:
+            await client.flush(timeout=max(1, round(self.config.connect_timeout)))
+
+    async def serve(self, container: Container, cancel: CancellationToken) -> None:
+        """Run the toolkit's loop, then cancel the pulls still in flight: nothing of this worker outlives it."""
+        try:
+            await super().serve(container, cancel)
+        finally:
+            await self._stop_pulls()
+
+    async def _stop_pulls(self) -> None:
+        fetching, self._fetching = self._fetching, {}
+        for task, _ in fetching.values():
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in fetching.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop the pulls in flight and drop the subscriptions (the consumers stay for the next worker)."""
+        await self._stop_pulls()
+        subs, self._subs = self._subs, {}
+        for sub in subs.values():
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:
+                log.debug("unsubscribe failed: %s", exc)
