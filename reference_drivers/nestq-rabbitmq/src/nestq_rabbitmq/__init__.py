@@ -1,0 +1,27 @@
+"""nestq-rabbitmq: a nestq queue driver for rabbitmq.
+
+A producer-only app imports ``RabbitmqQueueModule.for_root()``; a worker app imports it and
+``RabbitmqQueueWorkerModule``. Settings come from ``NESTQ_RABBITMQ__<KEY>`` or are
+pinned in ``for_root(...)``.
+"""
+
+from .config import RabbitmqConfig, load_config
+from .connection import RabbitmqConnection
+from .module import (
+    RabbitmqQueueModule,
+    RabbitmqQueueSetup,
+    RabbitmqQueueWorkerModule,
+)
+from .worker import RabbitmqWorker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RabbitmqConfig",
+    "RabbitmqConnection",
+    "RabbitmqQueueModule",
+    "RabbitmqQueueSetup",
+    "RabbitmqQueueWorkerModule",
+    "RabbitmqWorker",
+    "load_config",
+]
