@@ -29,5 +29,5 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 def test_a_password_in_the_url_is_not_shown() -> None:
-    config = load_config({"url": "rabbitmq://user:hunter2@host:1"}, env={})
+    config = load_config({"url": "amqp://user:hunter2@host:1"}, env={})
     assert "hunter2" not in repr(config)

@@ -25,7 +25,7 @@ def test_a_storage_elsewhere_is_refused_unless_allowed(monkeypatch: pytest.Monke
     from nestq_rabbitmq.config import RabbitmqConfig
 
     monkeypatch.delenv("NESTQ_SUITE_ALLOW_REMOTE", raising=False)
-    far = "rabbitmq://queue.example.com:1"
+    far = "amqp://queue.example.com:1"
     monkeypatch.setenv(env_var(RabbitmqConfig, "url"), far)
     with pytest.raises(RuntimeError, match="NESTQ_SUITE_ALLOW_REMOTE=1"):
         _ = RabbitmqHarness().address
