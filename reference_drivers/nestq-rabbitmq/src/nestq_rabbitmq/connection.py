@@ -37,10 +37,22 @@ ATTEMPTS_HEADER = "x-nestq-attempts"
 ERROR_HEADER = "x-nestq-error"
 """The last attempt's error text."""
 JOB_ID_HEADER = "x-nestq-job-id"
+PUBLISH_WINDOW = 500
+"""Publishes of one ``push_many_json`` awaiting their confirms at once."""
 DECLARED_NAMES: set[str] = set()
 """Every broker queue this process declared (the harness deletes its session's when it has no virtual host)."""
 DELAY_EXPIRES_MARGIN_MS = 600_000
 """A delay queue is deleted by the broker this long after its TTL once nobody declared it again."""
+
+
+_LINK_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    asyncio.IncompleteReadError,
+    RuntimeError,  # aio-pika: "<Connection ...> closed" while the robust connection is between two links
+)
 
 
 class TopologyError(ConfigError):
@@ -116,6 +128,7 @@ class RabbitmqConnection(JobProducer):
         self._publisher: AbstractChannel | None = None
         self._declarer: AbstractChannel | None = None
         self._lock = asyncio.Lock()
+        self._channel_lock = asyncio.Lock()
         self._declared: dict[str, float] = {}
         self.holders: list[Callable[[str], int]] = []
         """Callbacks of this process's workers: how many jobs of a queue they hold unacked (for depths)."""
@@ -166,8 +179,10 @@ class RabbitmqConnection(JobProducer):
     async def publisher(self) -> AbstractChannel:
         """The channel pushes go through, with publisher confirms."""
         if self._publisher is None or self._publisher.is_closed:
-            connection = await self.connection()
-            self._publisher = await connection.channel(publisher_confirms=True)
+            async with self._channel_lock:  # concurrent first pushes share one channel
+                if self._publisher is None or self._publisher.is_closed:
+                    connection = await self.connection()
+                    self._publisher = await connection.channel(publisher_confirms=True)
         return self._publisher
 
     async def aclose(self) -> None:
@@ -190,8 +205,9 @@ class RabbitmqConnection(JobProducer):
         return arguments
 
     async def _declare(self, name: str, arguments: Mapping[str, Any]) -> int:
-        if self._declarer is None or self._declarer.is_closed:
-            self._declarer = await (await self.connection()).channel(publisher_confirms=False)
+        async with self._channel_lock:
+            if self._declarer is None or self._declarer.is_closed:
+                self._declarer = await (await self.connection()).channel(publisher_confirms=False)
         try:
             declared = await self._declarer.declare_queue(name, durable=True, arguments=dict(arguments))
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
@@ -269,17 +285,26 @@ class RabbitmqConnection(JobProducer):
         if not 0 <= priority <= 255:
             raise ValueError(f"priority must be 0..255, found {priority!r}")
         message_id = message_id or uuid.uuid4().hex
-        try:
-            return await asyncio.wait_for(
-                self._publish(queue, data, delay, priority, dict(headers or {}), message_id), self.config.push_timeout
-            )
-        except TimeoutError:
-            raise RabbitmqUnavailableError(
-                f"the push to queue {queue!r} was not confirmed by RabbitMQ at "
-                f"{redact(self.config.url, as_repr=False)} within {self.config.push_timeout:g}s "
-                "(NESTQ_RABBITMQ__PUSH_TIMEOUT); the broker is unreachable or blocked. The job may or may not be "
-                "stored: push again to be sure (a duplicate is possible)"
-            ) from None
+        deadline = time.monotonic() + self.config.push_timeout
+        last = "no confirm"
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                return await asyncio.wait_for(
+                    self._publish(queue, data, delay, priority, dict(headers or {}), message_id), left
+                )
+            except TimeoutError:
+                break
+            except _LINK_ERRORS as exc:
+                # The connection went down under this publish: the robust connection reconnects by itself; try
+                # again on it until the deadline (the broker may hold the first copy: at-least-once).
+                last = describe_amqp_error(exc)
+                await asyncio.sleep(min(self.config.reconnect_interval, max(0.0, deadline - time.monotonic())))
+        raise RabbitmqUnavailableError(
+            f"the push to queue {queue!r} was not confirmed by RabbitMQ at "
+            f"{redact(self.config.url, as_repr=False)} within {self.config.push_timeout:g}s "
+            f"(NESTQ_RABBITMQ__PUSH_TIMEOUT; last error: {redact(last, as_repr=False)}); the broker is unreachable "
+            "or blocked. The job may or may not be stored: push again to be sure (a duplicate is possible)"
+        )
 
     async def _publish(
         self, queue: str, data: bytes, delay: float, priority: int, headers: dict[str, Any], message_id: str
@@ -345,7 +370,11 @@ class RabbitmqConnection(JobProducer):
         """
         items = [encode_job(queue, p) for p in payloads]
         await self.declare(queue)
-        return list(await asyncio.gather(*(self.publish(queue, d, delay=delay, priority=priority) for d in items)))
+        ids: list[str] = []
+        for start in range(0, len(items), PUBLISH_WINDOW):
+            window = items[start:start + PUBLISH_WINDOW]
+            ids.extend(await asyncio.gather(*(self.publish(queue, d, delay=delay, priority=priority) for d in window)))
+        return ids
 
     async def push_raw(self, queue: str, data: bytes) -> None:
         """Store ``data`` (bytes, unchanged) on ``queue``: for tests and tools that plant messages."""
