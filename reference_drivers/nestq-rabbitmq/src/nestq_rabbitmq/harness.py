@@ -59,29 +59,41 @@ class RabbitmqHarness(DriverHarness):
 
     name = "rabbitmq"
     settings_class = RabbitmqConfig
-    capabilities = Capabilities(
-        durability="durable",
-        delivery="at-least-once",
-        ordering="fifo",
-        retries=True,
-        max_attempts=RabbitmqConfig().max_attempts,
-        backoff=True,
-        dead_letters=True,
-        visibility_timeout=True,
-        delayed_jobs=True,
-        priority=True,
-        cross_process=True,
-        max_payload_bytes=PAYLOAD_LIMIT,
-        max_concurrency=True,
-        storage_restart=False,
-    )
     expected_failures: Mapping[str, str] = {}
+    _capabilities: Capabilities | None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Everything but ``storage_restart``; ``priority`` only on classic queues (``NESTQ_RABBITMQ__QUEUE_TYPE``)."""
+        if self._capabilities is not None:
+            return self._capabilities
+        return Capabilities(
+            durability="durable",
+            delivery="at-least-once",
+            ordering="fifo",
+            retries=True,
+            max_attempts=RabbitmqConfig().max_attempts,
+            backoff=True,
+            dead_letters=True,
+            visibility_timeout=True,
+            delayed_jobs=True,
+            priority=load_config().queue_type == "classic",
+            cross_process=True,
+            max_payload_bytes=PAYLOAD_LIMIT,
+            max_concurrency=True,
+            storage_restart=False,
+        ).validate()
+
+    @capabilities.setter
+    def capabilities(self, value: Capabilities) -> None:
+        self._capabilities = value
 
     def __init__(self) -> None:
         self._address: str | None = None
         self._origin = ""
         self._prefix: str | None = None
         self._vhost: str | None = None
+        self._capabilities = None
 
     @property
     def address(self) -> str:
