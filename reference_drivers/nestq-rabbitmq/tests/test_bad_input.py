@@ -71,3 +71,28 @@ class socket_port:  # noqa: N801 - used as a context manager, reads like a funct
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+def test_a_queue_declared_with_other_arguments_is_a_readable_error(vhost_url: str) -> None:
+    from nestq_rabbitmq.connection import TopologyError
+
+    async def go() -> str:
+        plain = RabbitmqConnection(load_config({"url": vhost_url, "prefix": "nqtopo", "max_priority": 0}, env={}))
+        other = RabbitmqConnection(load_config({"url": vhost_url, "prefix": "nqtopo", "max_priority": 10}, env={}))
+        try:
+            await plain.push_json("mail", {"n": 1})
+            with pytest.raises(TopologyError) as caught:
+                await other.push_json("mail", {"n": 2})
+            await plain.push_json("mail", {"n": 3})  # the first declaration still works
+            channel = await (await plain.connection()).channel()
+            for name in ("nqtopo.q.mail", "nqtopo.dead.mail"):
+                await channel.queue_delete(name)
+            return str(caught.value)
+        finally:
+            await plain.aclose()
+            await other.aclose()
+
+    message = asyncio.run(go())
+    assert "'nqtopo.q.mail' already exists with other arguments" in message
+    assert "x-max-priority" in message
+    assert "PRECONDITION_FAILED" in message
