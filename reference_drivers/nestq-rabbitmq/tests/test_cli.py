@@ -15,7 +15,7 @@ from nestq_rabbitmq.connection import ATTEMPTS_HEADER, ERROR_HEADER
 
 def test_dead_letters_listed_shown_redriven_and_purged(vhost_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--url", vhost_url, "--prefix", "nqcli"]
-    config = load_config({"url": vhost_url, "prefix": "nqcli"}, env={})
+    config = load_config({"url": vhost_url, "prefix": "nqcli"})  # queue type etc. as the CLI reads them
 
     async def plant() -> None:
         connection = RabbitmqConnection(config)

@@ -55,7 +55,7 @@ def test_workers_sigkilled_five_times_during_2000_jobs_lose_none(vhost_url: str,
     queue, prefix = "sigkill", "nqfault"
 
     async def scenario() -> None:
-        config = load_config({"url": vhost_url, "prefix": prefix, "max_attempts": 10}, env={})
+        config = load_config({"url": vhost_url, "prefix": prefix, "max_attempts": 10})  # as the workers read it
         producer = RabbitmqConnection(config)
         try:
             await producer.push_many_json(queue, [{"n": n, "work": 0.002} for n in range(total)])
