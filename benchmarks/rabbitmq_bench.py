@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -180,7 +181,17 @@ class Taskiq(Peer):
         return [str(BIN / "taskiq"), "worker", "apps:taskiq_broker", "--workers", "1", "--max-async-tasks", "10"]
 
 
-PEERS = {p.name: p for p in (Nestq, Dramatiq, Taskiq)}
+class NestqPrefetch20(Nestq):
+    """nestq with ``prefetch=20`` (twice the concurrency, like dramatiq's default) instead of the concurrency."""
+
+    name = "nestq-p20"
+
+    def worker(self) -> list[str]:
+        os.environ["NQB_PREFETCH"] = "20"
+        return super().worker()
+
+
+PEERS = {p.name: p for p in (Nestq, NestqPrefetch20, Dramatiq, Taskiq)}
 
 
 async def _until(path: Path, count: int, within: float, what: str) -> float:
@@ -195,12 +206,11 @@ async def _until(path: Path, count: int, within: float, what: str) -> float:
 async def measure(name: str, n: int, url: str, folder: Path) -> dict[str, Any]:
     """Enqueue, batched enqueue, end-to-end and idle p50 of one peer."""
     queue = f"bench-{uuid.uuid4().hex[:6]}"
-    results = folder / f"{name}.txt"
+    results = folder / f"{name}-{queue}.txt"
     os.environ.update(NQB_PEER=name, NQB_URL=url, NQB_QUEUE=queue, NQB_RESULTS=str(results))
-    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(HERE))  # apps.py defines the peer NQB_PEER names (one peer per bench process)
     peer = PEERS[name](url, queue)
     out: dict[str, Any] = {"peer": name}
-    env = dict(os.environ, PYTHONPATH=str(HERE))
     proc: subprocess.Popen[bytes] | None = None
     try:
         out["enqueue"] = n / await peer.enqueue(n)
@@ -209,7 +219,9 @@ async def measure(name: str, n: int, url: str, folder: Path) -> dict[str, Any]:
         total = 2 * n if batch else n
         began = time.perf_counter()
         # Started once, on purpose inside the timed span: start-up is part of end-to-end.
-        proc = subprocess.Popen(peer.worker(), cwd=HERE, env=env, stdout=subprocess.DEVNULL,  # noqa: ASYNC220
+        command = peer.worker()
+        environ = dict(os.environ, PYTHONPATH=str(HERE))
+        proc = subprocess.Popen(command, cwd=HERE, env=environ, stdout=subprocess.DEVNULL,  # noqa: ASYNC220
                                 stderr=subprocess.DEVNULL)
         first = await _until(results, 1, 60, f"{name}: first job")
         done = await _until(results, total, 300, f"{name}: end-to-end")
@@ -242,16 +254,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000, help="jobs per measurement (default 2000)")
     parser.add_argument("--peers", default="nestq,dramatiq,taskiq")
+    parser.add_argument("--rounds", type=int, default=1, help="every peer once per round; each round is a row")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one peer in this process
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(asyncio.run(measure(args.one, args.n, args.url, Path(args.dir)))))
+        return 0
     rows = []
     with tempfile.TemporaryDirectory(prefix="nqbench-") as tmp:
-        for name in args.peers.split(","):
+        for name in [p for _ in range(args.rounds) for p in args.peers.split(",")]:
             vhost = f"nqbench-{uuid.uuid4().hex[:8]}"
             url = BASE_URL
             if ctl("add_vhost", vhost) and ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"):
                 url = BASE_URL.rstrip("/") + "/" + vhost
             try:
-                rows.append(asyncio.run(measure(name, args.n, url, Path(tmp))))
+                # A process per measurement: each peer's app module is imported fresh, nothing shared.
+                done = subprocess.run([sys.executable, __file__, "--one", name, "--n", str(args.n), "--url", url,
+                                       "--dir", tmp], capture_output=True, text=True, timeout=900, check=False)
+                if done.returncode != 0:
+                    raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             finally:
                 ctl("delete_vhost", vhost)
             print(f"done: {rows[-1]}", file=sys.stderr)

@@ -25,7 +25,7 @@ def record(pushed: float) -> None:
         os.close(fd)
 
 
-if PEER == "nestq":
+if PEER.startswith("nestq"):
     from nestq_rabbitmq import RabbitmqQueueModule, RabbitmqQueueWorkerModule
 
     from nestq_spec import module, process, processor
@@ -39,8 +39,10 @@ if PEER == "nestq":
             """Record and return."""
             record(float(job["t"]))
 
-    @module(imports=[RabbitmqQueueModule.for_root({"url": URL, "concurrency": 10}), RabbitmqQueueWorkerModule],
-            providers=[Noop])
+    PREFETCH = int(os.environ.get("NQB_PREFETCH", "0"))
+
+    @module(imports=[RabbitmqQueueModule.for_root({"url": URL, "concurrency": 10, "prefetch": PREFETCH}),
+                     RabbitmqQueueWorkerModule], providers=[Noop])
     class NestqApp:
         """nestq-rabbitmq at concurrency 10."""
 

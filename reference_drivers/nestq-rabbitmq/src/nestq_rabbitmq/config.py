@@ -36,6 +36,13 @@ class RabbitmqConfig:
     max_priority: int = setting(
         default=10, min=0, max=255, help="x-max-priority of classic work queues (0: no priorities)"
     )
+    prefetch: int = setting(
+        default=0,
+        min=0,
+        max=65_535,
+        help="deliveries a worker's consumer may hold per queue (0: the concurrency); more hides the broker's round "
+        "trip, but a job buffered when the connection drops counts as an attempt",
+    )
     connect_timeout: float = setting(default=10.0, min=0.1, help="seconds the first connection may take")
     push_timeout: float = setting(
         default=10.0,

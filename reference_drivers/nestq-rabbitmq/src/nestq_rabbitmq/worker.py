@@ -86,7 +86,7 @@ class RabbitmqWorker(QueueWorker[Message]):
             connection = await self.link.connection()
             self._channel = await connection.channel(publisher_confirms=False)
             # Per consumer: quorum queues refuse a channel-wide (global) prefetch.
-            await self._channel.set_qos(prefetch_count=self.concurrency)
+            await self._channel.set_qos(prefetch_count=self.config.prefetch or self.concurrency)
             self._consumers.clear()
         for queue in queues:
             if queue in self._consumers:
