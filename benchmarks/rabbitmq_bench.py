@@ -88,7 +88,7 @@ class Nestq(Peer):
         from nestq_rabbitmq.config import load_config
 
         if not hasattr(self, "conn"):
-            self.conn = RabbitmqConnection(load_config({"url": self.url}, env={}))
+            self.conn = RabbitmqConnection(load_config({"url": self.url}))  # NESTQ_RABBITMQ__* as the worker
         return self.conn
 
     async def enqueue(self, n: int) -> float:

@@ -40,8 +40,11 @@ if PEER.startswith("nestq"):
             record(float(job["t"]))
 
     PREFETCH = int(os.environ.get("NQB_PREFETCH", "0"))
+    SETTINGS: dict[str, object] = {"url": URL, "concurrency": 10, "prefetch": PREFETCH}
+    if os.environ.get("NESTQ_RABBITMQ__MAX_PRIORITY"):  # the producer side reads it from the environment too
+        SETTINGS["max_priority"] = int(os.environ["NESTQ_RABBITMQ__MAX_PRIORITY"])
 
-    @module(imports=[RabbitmqQueueModule.for_root({"url": URL, "concurrency": 10, "prefetch": PREFETCH}),
+    @module(imports=[RabbitmqQueueModule.for_root(SETTINGS),
                      RabbitmqQueueWorkerModule], providers=[Noop])
     class NestqApp:
         """nestq-rabbitmq at concurrency 10."""
