@@ -34,7 +34,11 @@ class RabbitmqConfig:
         help="classic (priorities via x-max-priority) or quorum (replicated; no priorities on RabbitMQ < 4)",
     )
     max_priority: int = setting(
-        default=10, min=0, max=255, help="x-max-priority of classic work queues (0: no priorities)"
+        default=0,
+        min=0,
+        max=255,
+        help="x-max-priority of classic work queues (0, the default: no priorities; a priority queue costs the "
+        "broker throughput)",
     )
     prefetch: int = setting(
         default=0,

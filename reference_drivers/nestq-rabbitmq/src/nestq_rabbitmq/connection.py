@@ -284,6 +284,11 @@ class RabbitmqConnection(JobProducer):
         """
         if not 0 <= priority <= 255:
             raise ValueError(f"priority must be 0..255, found {priority!r}")
+        if priority and (self.config.queue_type != "classic" or not self.config.max_priority):
+            raise ValueError(
+                f"priority={priority} but this driver's queues have no priorities: set NESTQ_RABBITMQ__MAX_PRIORITY "
+                "(classic queues) before the queues are first declared"
+            )
         message_id = message_id or uuid.uuid4().hex
         deadline = time.monotonic() + self.config.push_timeout
         last = "no confirm"

@@ -36,6 +36,8 @@ from .module import RabbitmqQueueModule, RabbitmqQueueWorkerModule
 __all__ = ["PAYLOAD_LIMIT", "RabbitmqHarness", "harness", "rabbitmqctl"]
 
 LOCAL_URL = "amqp://guest:guest@127.0.0.1:5672/"
+SUITE_MAX_PRIORITY = 10
+"""The ``max_priority`` the suite runs classic queues with (the driver's default, 0, has no priorities)."""
 PAYLOAD_LIMIT = 4 * 1024 * 1024
 """The largest envelope the harness declares (the suite pushes up to it)."""
 _URL_VAR = env_var(RabbitmqConfig, "url")
@@ -159,6 +161,8 @@ class RabbitmqHarness(DriverHarness):
             "backoff_cap": max(settings.backoff_cap, settings.backoff),
             "shutdown_grace": settings.shutdown_grace,
             "reconnect_interval": max(0.05, settings.poll_interval),
+            # Priorities are off by default (they cost throughput); the suite checks them on classic queues.
+            "max_priority": SUITE_MAX_PRIORITY if load_config().queue_type == "classic" else 0,
         }
 
     def producer_module(self, settings: SuiteSettings) -> ModuleLike:
