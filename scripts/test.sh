@@ -20,6 +20,11 @@ done
 for driver in "${drivers[@]}"; do
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$driver[dev]"
 done
+# A driver's `nestq @ file://...` requirement reinstalls nestq as a plain copy: make this checkout editable again,
+# so the tests below run the code in the tree.
+if [ "${#drivers[@]}" -gt 0 ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+fi
 
 # Each service a test needs has a script in scripts/services/ that starts it when it is not already running.
 for service in scripts/services/*.sh; do

@@ -35,7 +35,9 @@ class Capabilities:
     dead_letters: bool = False
     """A job out of attempts, or non-retryable, is kept as a dead letter with its error (inspectable)."""
     visibility_timeout: bool = False
-    """A job whose worker died mid-job is redelivered once its lease expires (needs ``cross_process``)."""
+    """A job whose worker died mid-job is delivered again (needs ``cross_process``): once its lease expires on a
+    storage that leases claims by time, or once the worker's connection closes on a broker that holds deliveries
+    per connection (RabbitMQ); and a live worker keeps its running jobs however long they take."""
     delayed_jobs: bool = False
     """The driver's producer can schedule a job for later (its own API, probed through the harness)."""
     priority: bool = False

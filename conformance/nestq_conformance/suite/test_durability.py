@@ -35,11 +35,13 @@ async def _crash_mid_job(nq: Scenario) -> tuple[dict[str, Any], dict[str, Any], 
     "DUR-001",
     "MUST",
     requires=("visibility_timeout", "cross_process"),
-    hint="a claim must record ownership with a deadline in the storage, and a sweep must return expired claims; "
-    "a claim that removes the job with no lease (a plain pop or delete) loses it when the worker dies",
+    hint="a claim must record ownership with a deadline in the storage, and a sweep must return expired claims (or, "
+    "on a broker that holds deliveries per connection, ack only after the handler so the broker requeues what a "
+    "closed connection held); a claim that removes the job with no lease (a plain pop, a delete, an auto-ack) "
+    "loses it when the worker dies",
 )
 def test_dur_001_killed_worker_job_redelivered(nq: Scenario) -> None:
-    """A job whose worker process is SIGKILLed mid-job is redelivered to a new worker after the visibility timeout."""
+    """A job whose worker process is SIGKILLed mid-job is redelivered to a new worker (lease expiry or conn. close)."""
 
     async def scenario() -> None:
         hanging, finished, _ = await _crash_mid_job(nq)
@@ -52,8 +54,9 @@ def test_dur_001_killed_worker_job_redelivered(nq: Scenario) -> None:
     "DUR-002",
     "SHOULD",
     requires=("visibility_timeout", "retries"),
-    hint="count the attempt when the job is claimed, not when it fails: a job that kills its worker every time "
-    "must still run out of attempts instead of crash-looping",
+    hint="count the attempt when the job is claimed, not when it fails (a broker that redelivers on connection "
+    "close marks the delivery redelivered: count that one): a job that kills its worker every time must still run "
+    "out of attempts instead of crash-looping",
 )
 def test_dur_002_crash_counts_as_an_attempt(nq: Scenario) -> None:
     """The redelivery after a crash is reported as attempt 2 (attempts are counted when a job is claimed)."""
@@ -73,7 +76,8 @@ def test_dur_002_crash_counts_as_an_attempt(nq: Scenario) -> None:
     "MUST",
     requires=("visibility_timeout",),
     hint="extend the lease of every running job (a heartbeat every heartbeat_interval) so a job that outlives "
-    "the visibility timeout is not handed to another worker while its own worker is alive",
+    "the visibility timeout is not handed to another worker while its own worker is alive (a broker that holds "
+    "deliveries per connection must not requeue them by time either: RabbitMQ's consumer_timeout)",
 )
 def test_dur_003_long_job_not_redelivered_while_worker_alive(nq: Scenario) -> None:
     """A job running for 2.5 visibility timeouts in a live worker is not delivered to any other worker meanwhile."""

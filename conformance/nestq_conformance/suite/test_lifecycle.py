@@ -239,8 +239,12 @@ def test_lif_008_no_task_left_running_after_serve(nq: Scenario) -> None:
         before = asyncio.all_tasks()
         rec = Recorder()
         worker = await nq.start_worker(rec.processor(queue))
-        for i in range(5):
-            await worker.producer.push_json(queue, {"n": i})
+        # Pushed from an app of its own, closed before the check: a client's background tasks (an AMQP reader,
+        # a heartbeat) belong to the producer's connection, which outlives serve(), not to the worker.
+        async with nq.producer_app() as producer_app:
+            for i in range(5):
+                await producer_app.producer.push_json(queue, {"n": i})
+            await producer_app.app.close()
         await nq.eventually(lambda: rec.count(queue, outcome="ok") == 5, "5 jobs", seen=rec.summary)
         await nq.halt_worker(worker)
         me = asyncio.current_task()

@@ -1,0 +1,233 @@
+"""The worker side: :class:`RabbitmqWorker`, RabbitMQ's primitives under nestq's worker loop.
+
+RabbitMQ pushes: a consumer per queue (manual acks, prefetch = ``concurrency``) puts deliveries in a buffer and
+:meth:`RabbitmqWorker.receive` returns what is buffered, waiting on the buffer (never polling). A delivery is held
+by the channel, not leased by time: a live worker keeps it however long its job runs, and the broker requeues it
+when the connection closes (a killed worker, a dropped link). Such a requeued message comes back ``redelivered``;
+the worker counts the lost attempt by publishing it again with its attempt header raised (or dead-letters it once
+out of attempts), so a job that kills its worker still runs out of attempts.
+
+Every outcome that moves a message (retry, dead letter, give back, lost attempt) publishes the new message with
+confirms first and acks the old one after: a crash in between duplicates a job, never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.exceptions import ChannelInvalidStateError
+from nestq_spec import CancellationToken, Container
+from nestq_spec.driverkit import Delivery, QueueWorker, describe_error
+
+from .config import RabbitmqConfig
+from .connection import ATTEMPTS_HEADER, ERROR_HEADER, RabbitmqConnection
+
+__all__ = ["RabbitmqWorker", "attempts_of"]
+
+log = logging.getLogger("nestq.rabbitmq")
+
+Message = AbstractIncomingMessage
+
+
+def attempts_of(message: Message) -> int:
+    """Attempts made before this delivery, from the driver's header (0 for a message with none or a bad one)."""
+    value = (message.headers or {}).get(ATTEMPTS_HEADER, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _stale(message: Message) -> bool:
+    """The channel that delivered ``message`` is gone: the broker has requeued it, nothing can settle it now."""
+    try:
+        _ = message.channel
+    except ChannelInvalidStateError:
+        return True
+    return False
+
+
+class RabbitmqWorker(QueueWorker[Message]):
+    """Consumes the queues the app's ``@process`` methods name; ``Delivery.handle`` is the AMQP message."""
+
+    def __init__(self, connection: RabbitmqConnection, config: RabbitmqConfig) -> None:
+        super().__init__(
+            concurrency=config.concurrency,
+            shutdown_grace=config.shutdown_grace,
+            retry_policy=config.retry_policy(),
+        )
+        self.connection = connection
+        self.config = config
+        self.link = RabbitmqConnection(config, name="nestq-worker")
+        """The worker's own connection: consuming, and publishing retries and dead letters (closed after serve)."""
+        self._buffer: deque[Delivery[Message]] = deque()
+        self._arrived = asyncio.Event()
+        self._channel: AbstractChannel | None = None
+        self._consumers: dict[str, tuple[AbstractQueue, str]] = {}
+        self._recounting: set[asyncio.Task[None]] = set()
+        connection.holders.append(self._holding)
+
+    def _holding(self, queue: str) -> int:
+        """Jobs of ``queue`` this worker holds unacked: buffered, running, or settling."""
+        held = self._held().get(queue, [])
+        return len(held) + sum(1 for d in self._buffer if d.queue == queue)
+
+    async def configure(self, container: Container) -> None:
+        """Declare the topology of every routed queue at boot: a queue with other arguments fails the boot here."""
+        for queue in self.routes(container):
+            await self.link.declare(queue)
+
+    # ------------------------------------------------------------------------------------------------ receiving
+
+    async def _consume(self, queues: Sequence[str]) -> None:
+        if self._channel is None or self._channel.is_closed:
+            connection = await self.link.connection()
+            self._channel = await connection.channel(publisher_confirms=False)
+            # Per consumer: quorum queues refuse a channel-wide (global) prefetch.
+            await self._channel.set_qos(prefetch_count=self.config.prefetch or self.concurrency)
+            self._consumers.clear()
+        for queue in queues:
+            if queue in self._consumers:
+                continue
+            await self.link.declare(queue)
+            amqp_queue = await self._channel.declare_queue(
+                self.link.names.work(queue), durable=True, arguments=self.link.work_arguments()
+            )
+
+            async def on_message(message: Message, queue: str = queue) -> None:
+                self._arrived_message(queue, message)
+
+            tag = await amqp_queue.consume(on_message, no_ack=False)
+            self._consumers[queue] = (amqp_queue, tag)
+
+    def _arrived_message(self, queue: str, message: Message) -> None:
+        if message.redelivered:
+            # Requeued by the broker because a connection that held it closed: that attempt is lost, count it.
+            task = asyncio.get_running_loop().create_task(self._count_lost_attempt(queue, message))
+            self._recounting.add(task)
+            task.add_done_callback(self._recounting.discard)
+            return
+        attempt = attempts_of(message) + 1
+        self._buffer.append(Delivery(queue, message.body, attempt, message.message_id, message))
+        self._arrived.set()
+
+    async def receive(self, queues: Sequence[str], limit: int, wait: float) -> Sequence[Delivery[Message]]:
+        """What the consumers buffered (at most ``limit``), waiting up to ``wait`` seconds for the first."""
+        await self._consume(queues)
+        if not self._buffer:
+            self._arrived.clear()
+            waits = [asyncio.ensure_future(self._arrived.wait()), asyncio.ensure_future(self.stopping.wait())]
+            try:
+                await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+        batch: list[Delivery[Message]] = []
+        while self._buffer and len(batch) < limit and not self.stopping.is_set():
+            delivery = self._buffer.popleft()
+            if not _stale(delivery.handle):  # from a channel lost since: the broker redelivers it
+                batch.append(delivery)
+        return batch
+
+    # ------------------------------------------------------------------------------------------------ settling
+
+    async def _move(self, delivery: Delivery[Message], *, attempts: int, error: str | None, delay: float = 0.0,
+                    dead: bool = False) -> None:
+        """Publish the job again (to its queue, a delay queue or its dead letters) with confirms, then ack it."""
+        message = delivery.handle
+        if _stale(message):
+            return  # the broker requeued it when its channel closed; it comes back redelivered and is counted
+        headers: dict[str, Any] = {ATTEMPTS_HEADER: attempts}
+        if error is not None:
+            headers[ERROR_HEADER] = error
+        if dead:
+            await self.link.publish_dead(delivery.queue, message.body, headers, message.message_id)
+        else:
+            await self.link.publish(delivery.queue, message.body, delay=delay, priority=message.priority or 0,
+                                          headers=headers, message_id=message.message_id)
+        await message.ack()
+
+    async def ack(self, deliveries: Sequence[Delivery[Message]]) -> None:
+        """Ack each message on the channel that delivered it (acks of a lost channel are moot: it was requeued)."""
+        for delivery in deliveries:
+            if not _stale(delivery.handle):
+                await delivery.handle.ack()
+
+    async def retry(self, delivery: Delivery[Message], delay: float, error: str) -> None:
+        """Through the delay queue for ``delay`` (TTL, then dead-lettered back into the work queue)."""
+        await self._move(delivery, attempts=delivery.attempt, error=error, delay=delay)
+
+    async def dead_letter(self, delivery: Delivery[Message], error: str) -> None:
+        """Into ``<prefix>.dead.<queue>`` with the error and the attempts in headers."""
+        await self._move(delivery, attempts=delivery.attempt, error=error, dead=True)
+
+    async def give_back(self, deliveries: Sequence[Delivery[Message]]) -> None:
+        """Published again unchanged (its attempt header as it was: the attempt is refunded), then acked.
+
+        Not ``basic.nack(requeue)``: that marks the message redelivered, which this driver counts as a lost attempt.
+        """
+        for delivery in deliveries:
+            message = delivery.handle
+            error = (message.headers or {}).get(ERROR_HEADER)
+            await self._move(delivery, attempts=attempts_of(message), error=error if isinstance(error, str) else None)
+
+    async def _count_lost_attempt(self, queue: str, message: Message) -> None:
+        attempts = attempts_of(message) + 1
+        error = (f"the worker's connection closed during attempt {attempts} (worker killed, or connection lost); "
+                 "the broker delivered the job again")
+        delivery = Delivery(queue, message.body, attempts, message.message_id, message, error)
+        try:
+            if attempts >= self.retry_policy.max_attempts:
+                log.error("job %s on %s dead-lettered: %s", message.message_id, queue, error)
+                await self._move(delivery, attempts=attempts, error=error, dead=True)
+            else:
+                log.warning("job %s on %s: %s", message.message_id, queue, error)
+                await self._move(delivery, attempts=attempts, error=error)
+        except Exception as exc:
+            log.warning("could not count the lost attempt of job %s on %s (%s); requeueing it", message.message_id,
+                        queue, describe_error(exc))
+            if not _stale(message):
+                try:
+                    await message.nack(requeue=True)
+                except Exception as again:
+                    log.warning("requeueing job %s failed too: %s", message.message_id, describe_error(again))
+
+    # ------------------------------------------------------------------------------------------------ stopping
+
+    async def serve(self, container: Container, cancel: CancellationToken) -> None:
+        """The toolkit's loop; afterwards stop consuming and give back what was buffered but never started."""
+        try:
+            await super().serve(container, cancel)
+        finally:
+            await self._stop_consuming()
+
+    async def _stop_consuming(self) -> None:
+        for amqp_queue, tag in list(self._consumers.values()):
+            try:
+                await amqp_queue.cancel(tag)
+            except Exception as exc:
+                log.debug("cancelling consumer %s failed: %s", tag, describe_error(exc))
+        self._consumers.clear()
+        if self._recounting:
+            await asyncio.gather(*self._recounting, return_exceptions=True)
+        left = [d for d in self._buffer if not _stale(d.handle)]
+        self._buffer.clear()
+        by_queue: dict[str, list[Delivery[Message]]] = {}
+        for delivery in left:
+            by_queue.setdefault(delivery.queue, []).append(delivery)
+        for deliveries in by_queue.values():
+            try:
+                await self.give_back(deliveries)
+            except Exception as exc:
+                log.warning("giving back %d buffered job(s) failed (the broker requeues them when the channel "
+                            "closes): %s", len(deliveries), describe_error(exc))
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            await channel.close()
+        await self.link.aclose()
+
+    async def close(self) -> None:
+        """Close the worker's connection if serving left it open (or the app closes without serving)."""
+        await self._stop_consuming()
