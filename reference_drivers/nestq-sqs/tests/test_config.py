@@ -33,6 +33,23 @@ def test_a_heartbeat_that_cannot_keep_a_lease_is_refused() -> None:
         load_config({"heartbeat_interval": 5.0, "visibility_timeout": 5.0}, env={})
 
 
-def test_a_password_in_the_url_is_not_shown() -> None:
-    config = load_config({"url": "sqs://user:hunter2@host:1"}, env={})
+def test_a_password_in_the_endpoint_is_not_shown() -> None:
+    config = load_config({"endpoint_url": "http://user:hunter2@host:1"}, env={})
     assert "hunter2" not in repr(config)
+
+
+@pytest.mark.parametrize("url", ["localhost:4566", "ftp://host", "http://", "http://user:hunter2@host:port"])
+def test_a_bad_endpoint_is_one_clear_error_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError, match="NESTQ_SQS__ENDPOINT_URL") as caught:
+        load_config(env={"NESTQ_SQS__ENDPOINT_URL": url})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_bad_queue_prefix_is_refused() -> None:
+    with pytest.raises(ConfigError, match="NESTQ_SQS__QUEUE_PREFIX"):
+        load_config({"queue_prefix": "has.dot"}, env={})
+
+
+def test_a_visibility_timeout_over_sqs_limit_is_refused() -> None:
+    with pytest.raises(ConfigError, match="NESTQ_SQS__VISIBILITY_TIMEOUT"):
+        load_config(env={"NESTQ_SQS__VISIBILITY_TIMEOUT": "50000"})

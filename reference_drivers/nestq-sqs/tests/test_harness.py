@@ -25,8 +25,8 @@ def test_a_storage_elsewhere_is_refused_unless_allowed(monkeypatch: pytest.Monke
     from nestq_sqs.config import SqsConfig
 
     monkeypatch.delenv("NESTQ_SUITE_ALLOW_REMOTE", raising=False)
-    far = "sqs://queue.example.com:1"
-    monkeypatch.setenv(env_var(SqsConfig, "url"), far)
+    far = "https://queue.example.com:1"
+    monkeypatch.setenv(env_var(SqsConfig, "endpoint_url"), far)
     with pytest.raises(RuntimeError, match="NESTQ_SUITE_ALLOW_REMOTE=1"):
         _ = SqsHarness().address
     monkeypatch.setenv("NESTQ_SUITE_ALLOW_REMOTE", "1")
