@@ -249,3 +249,47 @@ async def test_a_worker_sigkilled_mid_run_of_500_jobs_loses_none(sqs: SqsHarness
         assert (await SqsAdmin(connection).depth(queue)) == {"waiting": 0, "in_flight": 0, "delayed": 0, "dead": 0}
     finally:
         await connection.aclose()
+
+
+# ------------------------------------------------------------------------------------------------ operator API
+
+
+@pytest.mark.asyncio
+async def test_dead_letters_keep_error_and_attempts_and_the_cli_lists_and_redrives_them(
+    sqs: SqsHarness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nestq_spec import NonRetryableError
+
+    from nestq_sqs.cli import main
+
+    @processor
+    class Refuses:
+        @process(queue="cli-dead")
+        async def handle(self, job: dict[str, Any]) -> None:
+            raise NonRetryableError(f"refused job {job['n']}")
+
+    root = module(imports=[SqsQueueModule.for_root(_config(sqs)), SqsQueueWorkerModule], providers=[Refuses])(
+        type("DeadApp", (), {}))
+    async with Application.create(root) as app:
+        admin = SqsAdmin(app.container.get(SqsConnection))
+        await app.container.get(SqsConnection).push_json("cli-dead", {"n": 7})
+        cancel = CancellationToken()
+        serving = asyncio.ensure_future(app.serve(cancel))
+        try:
+            async def dead() -> bool:
+                return (await admin.depth("cli-dead"))["dead"] == 1
+            await _eventually(dead, "one dead letter", 30)
+        finally:
+            cancel.cancel()
+            await serving
+    for key, value in sqs.subprocess_env().items():
+        monkeypatch.setenv(key, value)
+    assert await asyncio.to_thread(main, ["--json", "dead", "list", "cli-dead"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(d["error"], d["attempts"], d["envelope"]) for d in listed] == [
+        ("NonRetryableError: refused job 7", 1, {"v": 1, "payload": {"n": 7}})]
+    assert await asyncio.to_thread(main, ["dead", "redrive", "cli-dead", "--yes"]) == 0
+    assert "1 dead letter(s) sent back" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["--json", "depth", "cli-dead"]) == 0
+    depth = json.loads(capsys.readouterr().out)["cli-dead"]
+    assert (depth["waiting"], depth["dead"]) == (1, 0)
