@@ -220,11 +220,13 @@ async def main(args: argparse.Namespace) -> None:
         for side, run_idle in (("nestq", bench.nestq_idle), ("raw", bench.raw_idle)):
             latencies = await run_idle(f"idle-{round_}", args.idle)
             add(side, "idle p50 (ms)", statistics.median(latencies) * 1000)
+            print(f"round {round_ + 1}: {side:5} idle p50          {statistics.median(latencies) * 1000:8.1f} ms",
+                  flush=True)
     print(f"\nnestq-sqs vs raw aiobotocore, N={args.n}, {args.repeats} round(s), medians, endpoint {args.endpoint}")
     print(f"{'measure':18} {'nestq':>10} {'raw':>10} {'nestq/raw':>10}")
     for name in [s[0] for s in steps] + ["idle p50 (ms)"]:
         ours, raw = statistics.median(results["nestq"][name]), statistics.median(results["raw"][name])
-        unit = "" if "ms" in name else " jobs/s"
+        unit = " (latency: lower is better)" if "ms" in name else " (rates: higher is better)"
         print(f"{name:18} {ours:10.1f} {raw:10.1f} {ours / raw:9.2f}x{unit}")
 
 
