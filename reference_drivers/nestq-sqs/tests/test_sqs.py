@@ -292,4 +292,6 @@ async def test_dead_letters_keep_error_and_attempts_and_the_cli_lists_and_redriv
     assert "1 dead letter(s) sent back" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["--json", "depth", "cli-dead"]) == 0
     depth = json.loads(capsys.readouterr().out)["cli-dead"]
-    assert (depth["waiting"], depth["dead"]) == (1, 0)
+    # The stopped worker's last long poll may still be open on the server for up to receive_wait seconds and take
+    # the redriven job (hidden for one visibility timeout, then delivered again: see docs/drivers/sqs.md).
+    assert (depth["waiting"] + depth["in_flight"], depth["dead"]) == (1, 0)
