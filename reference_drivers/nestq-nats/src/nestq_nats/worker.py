@@ -58,7 +58,7 @@ class NatsWorker(QueueWorker[Msg]):
         self.config = config
         self._subs: dict[str, _Sub] = {}
         self._fetching: dict[str, tuple[asyncio.Task[list[Msg]], int]] = {}  # queue -> (pull in flight, batch)
-        self._next = 0
+        self._first_queue = 0
 
     async def configure(self, container: Container) -> None:
         """Connect and check the streams at boot: wrong credentials or an incompatible stream fail the boot.
@@ -119,8 +119,8 @@ class NatsWorker(QueueWorker[Msg]):
         pull_for = min(wait, max(0.05, (self.config.visibility_timeout - self.config.heartbeat_interval) / 2))
         reserved = sum(batch for _, batch in self._fetching.values())
         budget = limit - reserved
-        order = list(queues[self._next % len(queues):]) + list(queues[: self._next % len(queues)])
-        self._next += 1
+        order = list(queues[self._first_queue % len(queues):]) + list(queues[: self._first_queue % len(queues)])
+        self._first_queue += 1
         for queue in order:
             if budget <= 0:
                 break
