@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 from nestq_spec import JobProducer, JSONValue, NestqError, encode_job, redact, validate_queue_name
 
+from .admin import PostgresQueueAdmin
 from .config import PostgresConfig, display_dsn
 from .schema import check_version, migrate, schema_version
 
@@ -100,6 +101,10 @@ class PostgresConnection(JobProducer):
             await pool.close()
             raise
         return pool
+
+    async def admin(self) -> PostgresQueueAdmin:
+        """The operator API (depths, dead letters) over this connection's pool."""
+        return PostgresQueueAdmin(await self.client(), self.schema, self.channel)
 
     async def disconnect(self, client: Any) -> None:
         """Close the pool (waits for borrowed connections to come back, then closes them)."""
