@@ -50,12 +50,13 @@ def _free_port() -> int:
 class PostgresServer:
     """A throwaway cluster with password (scram) authentication for user ``postgres``; :attr:`dsn` reaches it."""
 
-    def __init__(self, bindir: Path | None = None) -> None:
+    def __init__(self, bindir: Path | None = None, *, fsync: bool = False) -> None:
         found = bindir or find_bindir()
         if found is None:
             raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl): install postgresql or set "
                                "NESTQ_PG_BINDIR")
         self.bindir = found
+        self.fsync = fsync
         self.password = secrets.token_hex(8)
         self.port = 0
         self._dir: Path | None = None
@@ -97,9 +98,10 @@ class PostgresServer:
 
     def _pg_ctl_start(self) -> None:
         assert self._dir is not None
-        # fsync=off: a test cluster; a restart kills processes, not the machine, so the page cache keeps every
-        # committed write (the driver's durability across restarts is still real: WAL and crash recovery run).
-        options = f"-p {self.port} -k {self._dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        # fsync=off unless asked (benchmarks): a test cluster; a restart kills processes, not the machine, so the
+        # page cache keeps every committed write (WAL replay and crash recovery still run on every restart).
+        options = (f"-p {self.port} -k {self._dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
+                   f"-c fsync={'on' if self.fsync else 'off'}")
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self._dir / "log"), "-o", options, "-w",
                   "-t", "60", "start")
 
