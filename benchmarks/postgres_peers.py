@@ -138,7 +138,7 @@ class Pgqueuer(Peer):
     def worker_cmd(self) -> list[str]:
         # pgq_cli.py is pgqueuer's `pgq` with a shim for its log-level option (see that file).
         return [sys.executable, "pgq_cli.py", "run", "pgqueuer_app:main", "--max-concurrent-tasks", "10",
-                "--batch-size", "10", "--log-level", "WARNING"]
+                "--batch-size", "5", "--log-level", "WARNING"]  # pgq: max tasks >= 2 x batch
 
     async def close(self) -> None:
         await self.raw.close()
