@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 from nestq_conformance.capabilities import Capabilities
 from nestq_spec import Container, ModuleLike
 
-__all__ = ["OPTIONAL_PROBES", "DeadLetterInfo", "DriverHarness", "SuiteSettings", "implemented_probes", "open_descriptors"]
+__all__ = [
+    "OPTIONAL_PROBES", "DeadLetterInfo", "DriverHarness", "SuiteSettings", "implemented_probes", "open_descriptors",
+]
 
 
 @dataclass(frozen=True, slots=True)
