@@ -226,9 +226,16 @@ async def test_jobs_survive_connections_killed_mid_claim(server: PostgresServer,
                 await asyncio.sleep(0.05)
             assert killed > 0
             await eventually(lambda: set(seen) == set(range(total)), f"all {total} jobs after the kills", 60)
-            left = await killer.fetchval(f"SELECT count(*) FROM {schema}.jobs")
+            # A handler that ran has its ack written a moment later (retried after a killed connection): wait, with
+            # a deadline, for the table to empty rather than read it once.
+            deadline = time.monotonic() + 30
+            while True:
+                left = await killer.fetchval(f"SELECT count(*) FROM {schema}.jobs")
+                if not left or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
             dead = await killer.fetchval(f"SELECT count(*) FROM {schema}.dead_letters")
-            assert (left, dead) == (0, 0)
+            assert (left, dead) == (0, 0), f"{left} job(s) still stored 30 s after every job ran, {dead} dead letter(s)"
         finally:
             await killer.close()
 
