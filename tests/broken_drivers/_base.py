@@ -3,8 +3,8 @@
 :class:`BrokenWorker` is a memory-driver worker that implements ``Transport`` directly (not on the toolkit's
 ``QueueWorker``, as the reference worker is), each numbered step a method a broken driver can override:
 :meth:`~BrokenWorker.routes` (1)+(2), the number of receive loops (3), :meth:`~BrokenWorker.dispatch_job` (4),
-``_failed`` (5). The ``control`` driver (no bug) shows that this hand-written worker behaves exactly like the
-toolkit one: the suite judges both the same way.
+``_failed`` (5), :meth:`~BrokenWorker.cut_off` (6). The ``control`` driver (no bug) shows that this hand-written
+worker behaves exactly like the toolkit one: the suite judges both the same way.
 
 :func:`broken_harness` builds a harness from a connection class, a worker class and a broker, each driver with
 its own broker so that nothing leaks between drivers.
@@ -64,6 +64,10 @@ class BrokenWorker(Transport):
             self.broker.retry(job, self.config.backoff(job.attempts), error)
             return
         self.broker.dead_letter(job, error)
+
+    def cut_off(self, job: StoredJob, exc: BaseException) -> None:
+        """(6) A job whose handler was cancelled at shutdown (after the grace): back to its queue, unfinished."""
+        self.broker.give_back(job)
 
     def routes(self, container: Container) -> dict[str, tuple[ProcessMethod, ...]]:
         """(1) + (2): the reachable methods by queue."""
@@ -125,7 +129,7 @@ class BrokenWorker(Transport):
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
-                    broker.give_back(job)
+                    self.cut_off(job, exc)
                     raise
                 self._failed(job, exc)
             except Exception as exc:

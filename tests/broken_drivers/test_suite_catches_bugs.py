@@ -98,6 +98,14 @@ BUGS = [
     # The Redis driver whose heartbeat stops while every slot is busy.
     Bug("heartbeat_on_claim", ("DUR-006",), frozenset({"DUR-006"}), ("DUR-006",), sample=()),
     Bug("leaky_connection", ("LIF-009",), frozenset({"LIF-009"}), ("LIF",)),
+    # The mutation survivors of issue 12, each now failing the rule written (or sharpened) for it.
+    Bug("cut_off_is_failure", ("LIF-010",), frozenset({"LIF-010"}), ("LIF",)),
+    Bug("no_grace", ("LIF-011",), frozenset({"LIF-011"}), ("LIF",)),
+    Bug("finished_stay_running", ("DLV-009",), frozenset({"DLV-009"}), ("DLV",)),
+    Bug("latest_due", ("SCH-004",), frozenset({"SCH-004"}), ("SCH",)),
+    Bug("swallow_wake_up", ("LIF-012",), frozenset({"LIF-012"}), ("LIF",)),
+    Bug("skip_priority_one", ("SCH-003",), frozenset({"SCH-003"}), ("SCH",)),
+    Bug("give_back_drops_behind", ("LIF-010",), frozenset({"LIF-010"}), ("LIF",)),
 ]
 
 FULL = ("memory", "control")

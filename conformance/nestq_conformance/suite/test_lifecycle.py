@@ -373,23 +373,72 @@ def test_lif_011_job_finishing_within_the_grace_completes(nq: Scenario) -> None:
 
     async def scenario() -> None:
         queue = nq.queue()
+        # The handler keeps working a little after the cancel (well inside the grace): a worker that cuts its
+        # handlers off at once (no grace, or a grace it never waits out) cannot get the job done before it stops.
+        settings = nq.settings
+        run_into = min(settings.shutdown_grace / 4, nq.seconds(0.3))
         rec = Recorder()
         gate = Gate()
-        worker = await nq.start_worker(rec.processor(queue, behaviour=Behaviour(hold=gate)))
+        worker = await nq.start_worker(rec.processor(queue, behaviour=Behaviour(hold=gate)), settings=settings)
         await worker.producer.push_json(queue, {"n": 1})
         await nq.eventually(lambda: rec.count(queue) == 1, "the job to start", seen=rec.summary)
-        stopping = asyncio.ensure_future(nq.stop_worker(worker))
+        stopping = asyncio.ensure_future(nq.stop_worker(worker, nq.stop_deadline(settings)))
         await asyncio.sleep(0)  # let the cancel reach the worker before the handler may finish
         await nq.eventually(lambda: worker.cancel.is_cancelled, "the cancel to be sent")
+        # Not a synchronisation: how long the job still runs into the shutdown, well inside the grace.
+        await asyncio.sleep(run_into)
         gate.open()
         await stopping
         assert rec.count(queue, outcome="ok") == 1, (
-            f"the job finished within the shutdown grace but did not complete in the stopping worker: "
-            f"{rec.summary(queue)}"
+            f"the job finished {run_into:.2f}s into a {settings.shutdown_grace:.2f}s shutdown grace "
+            f"but did not complete in the stopping worker (was it cut off at cancel?): {rec.summary(queue)}"
         )
         later = Recorder()
         async with nq.worker(later.processor(queue), label="next"):
             await nq.stays(lambda: later.count(queue) == 0, nq.quiet_period() + nq.settings.visibility_timeout,
                            "no second delivery of the completed job", seen=later.summary)
+
+    nq.run(scenario)
+
+
+@rule(
+    "LIF-012",
+    "MUST",
+    since="2",
+    hint="a worker that stops must not take a wake-up (a notification, a signal token, a message it received) "
+    "with it: pass it on to another idle worker, give the job back, or leave it where the next receive or poll "
+    "finds it",
+)
+def test_lif_012_stopping_worker_does_not_swallow_a_wake_up(nq: Scenario) -> None:
+    """A job pushed just as one of two idle workers stops runs on the other worker without another push."""
+
+    async def scenario() -> None:
+        queue, side = nq.queue("shared"), nq.queue("side")
+        # For a storage that leases what a stopping worker received, the lease may have to expire first.
+        within = nq.timeout + nq.settings.visibility_timeout
+        stopping_rec, staying_rec = Recorder(), Recorder()
+        async with nq.producer_app() as producer_app:
+            push = producer_app.producer.push_json
+            stopping = await nq.start_worker(stopping_rec.processor(queue), label="stopping")
+            await push(queue, {"n": "warm-up"})
+            await nq.eventually(lambda: stopping_rec.count(queue, outcome="ok") == 1,
+                                "the first worker's warm-up job", seen=stopping_rec.summary)
+            # The second worker also serves a side queue, so that its own warm-up shows when it is idle, after
+            # the first one: where idle workers queue up for wake-ups, the first is then ahead of it.
+            async with nq.worker(staying_rec.processor(queue, side), label="staying"):
+                await push(side, {"n": "warm-up"})
+                await nq.eventually(lambda: staying_rec.count(side, outcome="ok") == 1,
+                                    "the second worker's warm-up job", seen=staying_rec.summary)
+                stopping.cancel.cancel()
+                await push(queue, {"n": "job"})  # in the same turn as the cancel: the wake-up meets a stopping worker
+                await nq.halt_worker(stopping)
+
+                def runs() -> int:
+                    return stopping_rec.count(queue, {"n": "job"}, outcome="ok") + staying_rec.count(
+                        queue, {"n": "job"}, outcome="ok")
+
+                await nq.eventually(lambda: runs() >= 1,
+                                    "the job pushed as the first worker stopped, run by the second one",
+                                    within=within, seen=lambda: (stopping_rec.summary(), staying_rec.summary()))
 
     nq.run(scenario)
