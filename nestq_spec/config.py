@@ -18,7 +18,9 @@ from typing import Any, TypeVar, Union, dataclass_transform, get_args, get_origi
 
 from nestq_spec.errors import ConfigError
 
-__all__ = ["SettingInfo", "describe_settings", "env_var", "load_settings", "redact", "setting", "settings"]
+__all__ = [
+    "SettingInfo", "describe_settings", "env_var", "is_url_setting", "load_settings", "redact", "setting", "settings",
+]
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -89,15 +91,35 @@ def setting(
     min: float | None = None,
     max: float | None = None,
     choices: tuple[str, ...] | None = None,
+    url: bool = False,
 ) -> T:
     """Declare one setting of a ``@settings`` class: its default, description, bounds and secrecy.
 
     Pass the default by keyword (``setting(default=10, ...)``): type checkers only see a field's default when the
     field specifier receives it as ``default=``, and otherwise report the settings class's constructor as
-    requiring every field.
+    requiring every field. ``url=True`` marks a URL (or DSN) setting whose name and default do not show it (see
+    :func:`is_url_setting`): the conformance rules about passwords in URLs then apply to it.
     """
-    meta = {"help": help, "secret": secret, "min": min, "max": max, "choices": choices}
+    meta = {"help": help, "secret": secret, "min": min, "max": max, "choices": choices, "url": url}
     return dataclasses.field(default=default, metadata=meta)
+
+
+_URL_NAMES = re.compile(r"(?:^|_)(?:url|uri|dsn)$", re.IGNORECASE)
+
+
+def is_url_setting(f: dataclasses.Field[Any]) -> bool:
+    """Whether a setting (a field of a ``@settings`` class) holds a URL, which may carry a password.
+
+    It does when marked ``url=True``, named ``url``, ``dsn``, ``uri`` or ``..._url`` (``endpoint_url``), or when
+    its default is a ``scheme://`` URL, whatever its name (an empty default shows nothing, hence the name and the
+    marker). Secret settings are not URL settings (they are hidden whole); settings with ``choices`` are not either.
+    """
+    if f.metadata.get("secret") or f.metadata.get("choices"):
+        return False
+    if f.metadata.get("url"):
+        return True
+    default = f.default if isinstance(f.default, str) else ""
+    return bool(_URL_NAMES.search(f.name)) or bool(_SCHEME.match(default))
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(setting, dataclasses.field))

@@ -255,3 +255,23 @@ def test_redact_unquoted_and_free_text() -> None:
             return "Holder(url='redis://u:top#secret@h:1')"
 
     assert redact(Holder()) == "Holder(url='redis://u:***@h:1')"
+
+
+def test_is_url_setting_by_marker_name_or_default() -> None:
+    from nestq_spec.config import is_url_setting
+
+    @settings("urls")
+    class Urls:
+        """Settings of every shape a URL setting takes, and some that are not URLs."""
+
+        url: str = setting(default="", help="named url")
+        endpoint_url: str = setting(default="", help="named ..._url, empty default")
+        dsn: str = setting(default="postgresql://localhost/db", help="named dsn")
+        upstream: str = setting(default="", url=True, help="marked")
+        store: str = setting(default="redis://localhost:6379/0", help="a URL default")
+        token: str = setting(default="", secret=True, help="secret: hidden whole, not a URL")
+        curl: str = setting(default="", help="a name ending in url, not in _url")
+        mode: str = setting(default="a", choices=("a", "b"), help="choices")
+
+    found = {f.name for f in dataclasses.fields(Urls) if is_url_setting(f)}
+    assert found == {"url", "endpoint_url", "dsn", "upstream", "store"}
