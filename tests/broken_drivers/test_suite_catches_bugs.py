@@ -106,6 +106,7 @@ BUGS = [
     Bug("swallow_wake_up", ("LIF-012",), frozenset({"LIF-012"}), ("LIF",)),
     Bug("skip_priority_one", ("SCH-003",), frozenset({"SCH-003"}), ("SCH",)),
     Bug("give_back_drops_behind", ("LIF-010",), frozenset({"LIF-010"}), ("LIF",)),
+    Bug("deaf_idle_wait", ("DLV-011",), frozenset({"DLV-011"}), ("DLV",)),
     # URL settings found by name (an empty endpoint_url) and by the url=True marker, as leaky_url by its default.
     Bug("leaky_endpoint", ("CFG-008",), frozenset({"CFG-008"}), ("CFG-008",), sample=()),
     Bug("leaky_marked_url", ("CFG-008",), frozenset({"CFG-008"}), ("CFG-008",), sample=()),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
+import time
 from typing import Any
 
 from nestq_conformance.kit import Behaviour, Gate, Recorder, Scenario, duplicates, key_of
@@ -288,6 +290,45 @@ def test_dlv_010_worker_yields_while_draining_a_backlog(nq: Scenario) -> None:
         assert first_seen[0] < backlog, (
             f"the event loop got no turn until all {backlog} jobs had run: the worker never yields while it drains "
             "a backlog of handlers that do not await"
+        )
+
+    nq.run(scenario)
+
+
+@rule(
+    "DLV-011",
+    "SHOULD",
+    since="2",
+    hint="wake an idle worker when a job is pushed (a notification, a blocking pop, a long poll that returns on "
+    "arrival) or poll at least every poll_interval; check that a push reaches a waiting worker, not only the next "
+    "timeout of its wait",
+)
+def test_dlv_011_idle_worker_starts_a_pushed_job_promptly(nq: Scenario) -> None:
+    """An idle worker starts a job pushed to it within poll_interval plus 0.25 s (scaled), in the median of 5 pushes."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        rec = Recorder()
+        allowed = nq.settings.poll_interval + nq.seconds(0.25)
+        latencies: list[float] = []
+        async with nq.worker(rec.processor(queue)) as worker:
+            await worker.producer.push_json(queue, {"n": "warm-up"})
+            await nq.eventually(lambda: rec.count(queue, outcome="ok") == 1, "the warm-up job", seen=rec.summary)
+            for i in range(5):
+                # Not a synchronisation: the worker stays idle a little (two polls) so the push meets its wait.
+                await asyncio.sleep(nq.settings.poll_interval * 2)
+                await worker.producer.push_json(queue, {"n": i})
+                pushed = time.monotonic()
+                job = {"n": i}
+                await nq.eventually(lambda job=job: rec.count(queue, job) == 1,  # type: ignore[misc]
+                                    f"job {i}, pushed while the worker was idle", seen=rec.summary)
+                started = next(d.started for d in rec.of(queue) if d.payload == job)
+                latencies.append(max(0.0, started - pushed))
+        median = statistics.median(latencies)
+        assert median <= allowed, (
+            f"an idle worker started a pushed job only after {median:.3f}s (median of 5: "
+            f"{', '.join(f'{t:.3f}' for t in latencies)}s), more than poll_interval + 0.25s = {allowed:.3f}s: "
+            "a push does not wake the waiting worker, which finds the job only when its wait times out"
         )
 
     nq.run(scenario)
