@@ -42,6 +42,10 @@ class Capabilities:
     """The driver's producer can schedule a job for later (its own API, probed through the harness)."""
     priority: bool = False
     """The driver's producer can push with a priority (its own API, probed through the harness)."""
+    precise_delays: bool = False
+    """With ``delayed_jobs``: an idle worker starts a delayed job within ``poll_interval`` of its due time (a timer,
+    or a poll that often). Not declared: it may start up to a second late (storages that schedule in whole seconds,
+    such as SQS's ``DelaySeconds``). Changes what SCH-004 accepts, not whether it runs."""
     cross_process: bool = False
     """A producer in one process and a worker in another share the queue."""
     max_payload_bytes: int = 256 * 1024
@@ -70,6 +74,8 @@ class Capabilities:
             found.append("visibility_timeout redelivers, so delivery must be at-least-once")
         if self.storage_restart and self.durability != "durable":
             found.append("storage_restart without durability: an ephemeral store loses its jobs on restart")
+        if self.precise_delays and not self.delayed_jobs:
+            found.append("precise_delays without delayed_jobs: only delayed jobs have a due time")
         if self.max_payload_bytes < 1024:
             found.append(f"max_payload_bytes={self.max_payload_bytes} is below the 1024 bytes every driver must carry")
         return found

@@ -44,6 +44,7 @@ class MemoryHarness(DriverHarness):
         dead_letters=True,
         delayed_jobs=True,
         priority=True,
+        precise_delays=True,
         max_concurrency=True,
         max_payload_bytes=PAYLOAD_LIMIT,
         # No lease to expire (a worker cannot die without its broker) and no storage to restart.

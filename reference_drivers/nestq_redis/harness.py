@@ -157,6 +157,7 @@ class RedisHarness(DriverHarness):
                 visibility_timeout=True,
                 delayed_jobs=True,
                 priority=True,
+                precise_delays=True,
                 cross_process=True,
                 max_payload_bytes=PAYLOAD_LIMIT,
                 max_concurrency=True,

@@ -19,7 +19,7 @@ async def test_manifest() -> None:
     assert caps.problems() == []
     declared = {name for name in caps.as_dict() if caps.declared(name)}
     assert declared == {"delivery", "ordering", "retries", "max_attempts", "backoff", "dead_letters",
-                        "delayed_jobs", "priority", "max_payload_bytes", "max_concurrency"}
+                        "delayed_jobs", "priority", "precise_delays", "max_payload_bytes", "max_concurrency"}
     assert caps.durability == "ephemeral"
     assert caps.max_attempts == MemoryConfig().max_attempts
     assert isinstance(harness, MemoryHarness)

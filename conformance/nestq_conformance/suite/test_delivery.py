@@ -241,15 +241,18 @@ def test_dlv_008_cross_process_producer_and_worker(nq: Scenario) -> None:
     "MUST",
     since="2",
     probes=("queue_depth",),
-    hint="remove a job from every running/claimed index when it is acked; a finished job must not stay counted",
+    hint="remove a job from every running/claimed index when it is acked; a finished job must not stay counted, "
+    "and a queue with no job (never pushed to) has depth 0",
 )
 def test_dlv_009_depth_returns_to_zero(nq: Scenario) -> None:
-    """Once every job of a queue finished, its depth (ready, delayed and running jobs) is back to 0."""
+    """A queue never pushed to has depth 0, and once every job of a queue finished, its depth is back to 0."""
 
     async def scenario() -> None:
         queue = nq.queue()
         rec = Recorder()
         async with nq.worker(rec.processor(queue)) as worker:
+            before = await nq.probe("queue_depth", nq.harness.queue_depth(worker.container, queue))
+            assert before == 0, f"the depth of {queue}, a queue nothing was ever pushed to, is {before}, not 0"
             for i in range(6):
                 await worker.producer.push_json(queue, {"n": i})
             await nq.eventually(lambda: rec.count(queue, outcome="ok") == 6, "the 6 jobs", seen=rec.summary)
