@@ -109,6 +109,7 @@ BUGS = [
     Bug("deaf_idle_wait", ("DLV-011",), frozenset({"DLV-011"}), ("DLV",)),
     Bug("phantom_depth", ("DLV-009",), frozenset({"DLV-009"}), ("DLV",)),
     Bug("no_due_timer", ("SCH-004",), frozenset({"SCH-004"}), ("SCH",)),
+    Bug("noisy_idle", ("LIF-013",), frozenset({"LIF-013"}), ("LIF",)),
     # URL settings found by name (an empty endpoint_url) and by the url=True marker, as leaky_url by its default.
     Bug("leaky_endpoint", ("CFG-008",), frozenset({"CFG-008"}), ("CFG-008",), sample=()),
     Bug("leaky_marked_url", ("CFG-008",), frozenset({"CFG-008"}), ("CFG-008",), sample=()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from nestq_conformance.kit import Behaviour, Gate, Recorder, Scenario, ServeTask, eventually, key_of
 from nestq_conformance.rules import rule
@@ -443,5 +444,59 @@ def test_lif_012_stopping_worker_does_not_swallow_a_wake_up(nq: Scenario) -> Non
                 await nq.eventually(lambda: runs() >= 1,
                                     "the job pushed as the first worker stopped, run by the second one",
                                     within=within, seen=lambda: (stopping_rec.summary(), staying_rec.summary()))
+
+    nq.run(scenario)
+
+
+class _Records(logging.Handler):
+    """Every warning and error logged while it is attached, but the suite's own."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("nestq.suite"):
+            return
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        self.seen.append(f"{record.levelname} {record.name}: {text[:300]}")
+
+
+@rule(
+    "LIF-013",
+    "SHOULD",
+    since="2",
+    hint="a warning or error in a healthy run is a swallowed exception: look for a storage call, a wait or a "
+    "bookkeeping step that raises on an idle, normal or stopping path and is caught by a retry loop that logs it "
+    "(warn about the environment once, at boot, if at all)",
+)
+def test_lif_013_healthy_run_logs_no_warning(nq: Scenario) -> None:
+    """A worker that runs jobs, idles and stops against a healthy storage logs no warning and no error."""
+
+    async def scenario() -> None:
+        queue = nq.queue()
+        rec = Recorder()
+        worker = await nq.start_worker(rec.processor(queue))
+        await worker.producer.push_json(queue, {"n": "warm-up"})
+        await nq.eventually(lambda: rec.count(queue, outcome="ok") == 1, "the warm-up job", seen=rec.summary)
+        # Watched from here: what a driver says once at boot (about its environment) is not this rule's concern.
+        records = _Records()
+        root = logging.getLogger()
+        root.addHandler(records)
+        try:
+            for i in range(5):
+                await worker.producer.push_json(queue, {"n": i})
+            await nq.eventually(lambda: rec.count(queue, outcome="ok") == 6, "5 jobs", seen=rec.summary)
+            # Not a synchronisation: the worker idles through a few waits of its receive loop, then stops idle.
+            await asyncio.sleep(max(nq.seconds(0.3), 4 * nq.settings.poll_interval))
+            await nq.stop_worker(worker)
+        finally:
+            root.removeHandler(records)
+        assert not records.seen, (
+            f"a healthy worker logged {len(records.seen)} warning(s) or error(s) while it ran 5 jobs, idled and "
+            "stopped: " + " | ".join(records.seen[:4])
+        )
 
     nq.run(scenario)
