@@ -110,6 +110,7 @@ BUGS = [
     Bug("phantom_depth", ("DLV-009",), frozenset({"DLV-009"}), ("DLV",)),
     Bug("no_due_timer", ("SCH-004",), frozenset({"SCH-004"}), ("SCH",)),
     Bug("noisy_idle", ("LIF-013",), frozenset({"LIF-013"}), ("LIF",)),
+    Bug("fixed_queue_order", ("DLV-012",), frozenset({"DLV-012"}), ("DLV", "DSP")),
     # URL settings found by name (an empty endpoint_url) and by the url=True marker, as leaky_url by its default.
     Bug("leaky_endpoint", ("CFG-008",), frozenset({"CFG-008"}), ("CFG-008",), sample=()),
     Bug("leaky_marked_url", ("CFG-008",), frozenset({"CFG-008"}), ("CFG-008",), sample=()),

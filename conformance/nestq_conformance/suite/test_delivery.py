@@ -335,3 +335,43 @@ def test_dlv_011_idle_worker_starts_a_pushed_job_promptly(nq: Scenario) -> None:
         )
 
     nq.run(scenario)
+
+
+@rule(
+    "DLV-012",
+    "SHOULD",
+    since="2",
+    hint="take turns between a worker's queues (rotate where each receive starts, read them in push order, or "
+    "receive from all at once); always reading the queues in the same order lets a busy first queue starve the "
+    "others",
+)
+def test_dlv_012_a_busy_queue_does_not_starve_another(nq: Scenario) -> None:
+    """A worker on two queues does not run the jobs pushed to one after the other's were all waiting before them."""
+
+    async def scenario() -> None:
+        busy, other = nq.queue("busy"), nq.queue("other")
+        backlog = 6
+        async with nq.producer_app() as producer_app:
+            push = producer_app.producer.push_json
+            for i in range(backlog):
+                await push(busy, {"n": f"early-{i}"})
+            for i in range(backlog):
+                await push(other, {"n": i})
+            # Pushed after every job of the other queue: a worker that takes turns, or follows push order, runs
+            # the other queue's jobs before the last of these.
+            for i in range(backlog):
+                await push(busy, {"n": f"late-{i}"})
+        rec = Recorder()
+        one = nq.settings.with_(concurrency=1)
+        async with nq.worker(rec.processor(busy, other), settings=one):
+            await nq.eventually(lambda: rec.count(outcome="ok") == 3 * backlog, f"the {3 * backlog} jobs",
+                                within=3 * nq.timeout, seen=lambda: rec.summary(limit=3))
+        order = [(d.queue, d.payload["n"]) for d in rec.of()]
+        last_other = max(i for i, (queue, _) in enumerate(order) if queue == other)
+        late_before = sum(1 for queue, n in order[:last_other] if queue == busy and str(n).startswith("late-"))
+        assert late_before < backlog, (
+            f"all {backlog} jobs pushed to {busy} after every job of {other} ran before {other}'s last job "
+            f"(at position {last_other + 1} of {len(order)}): the worker does not take turns between its queues"
+        )
+
+    nq.run(scenario)
