@@ -78,8 +78,8 @@ class Mutant:
 
     @property
     def key(self) -> str:
-        """What names the mutant in a triage file: file, line, kind and the change."""
-        return f"{self.file}:{self.line} {self.kind}: {self.before} -> {self.after}"
+        """What names the mutant in a triage file: file, line, candidate index, kind and the change."""
+        return f"{self.file}:{self.line}#{self.index} {self.kind}: {self.before} -> {self.after}"
 
 
 def _docstring_ids(tree: ast.AST) -> set[int]:
