@@ -278,13 +278,16 @@ def main() -> int:
         return 2
     every = generate(args.driver)
     previous: dict[str, object] = {}
+    equivalent: dict[str, str] = json.loads(args.triage.read_text("utf-8")) if args.triage else {}
     if args.rerun is not None:
         previous = json.loads(args.rerun.read_text("utf-8"))
         by_key = {m.key: (m, text) for m, text in every}
         chosen = []
         for entry in previous["mutants"]:  # type: ignore[attr-defined]
             known = Mutant(**{k: v for k, v in entry.items() if k in Mutant.__dataclass_fields__})
-            if known.outcome in ("survived", "timeout", "pending") and known.key in by_key:
+            # An equivalent survivor survives any suite: it is kept as it is, not run again.
+            if known.outcome in ("survived", "timeout", "pending") and known.key in by_key and (
+                    known.key not in equivalent):
                 chosen.append(by_key[known.key])
             else:
                 chosen.append((known, ""))
@@ -316,7 +319,6 @@ def main() -> int:
     counts = {k: sum(1 for m in ran if m.outcome == k) for k in ("killed", "survived", "timeout")}
     print(f"\n{args.driver}: generated {len(every)}, reached {reached_count}, sampled {len(chosen)}, ran {len(ran)}: "
           f"killed {counts['killed']}, survived {counts['survived']}, timeouts {counts['timeout']}")
-    equivalent: dict[str, str] = json.loads(args.triage.read_text("utf-8")) if args.triage else {}
     for m in ran:
         if m.outcome == "survived":
             why = f"  [equivalent: {equivalent[m.key]}]" if m.key in equivalent else ""
