@@ -33,6 +33,7 @@ import copy
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,8 @@ class Mutant:
     after: str
     outcome: str = "pending"
     seconds: float = 0.0
+    killed_by: str = ""
+    """The rules the check reported failed (for triage: which rule sees the bug)."""
 
     @property
     def key(self) -> str:
@@ -213,7 +216,11 @@ def generate(driver: str, reached: dict[str, set[int]] | None = None) -> list[tu
     return out
 
 
-def _check(driver: str, shadow: Path | None, timeout: float, wrap: list[str] | None = None) -> tuple[str, float]:
+_FAILED_ROW = re.compile(r"^([A-Z]{3}-\d{3})\s+(?:MUST|SHOULD|MAY)\s+(?:failed|error)\b", re.M)
+
+
+def _check(driver: str, shadow: Path | None, timeout: float, wrap: list[str] | None = None,
+           failed: list[str] | None = None) -> tuple[str, float]:
     env = dict(os.environ)
     env.pop("NESTQ_DRIVER", None)
     if shadow is not None:
@@ -226,6 +233,8 @@ def _check(driver: str, shadow: Path | None, timeout: float, wrap: list[str] | N
     except subprocess.TimeoutExpired:
         return "timeout", time.monotonic() - started
     took = time.monotonic() - started
+    if failed is not None:
+        failed.extend(_FAILED_ROW.findall(done.stdout.decode("utf-8", "replace")))
     return ("survived" if done.returncode == 0 else "killed"), took
 
 
@@ -254,7 +263,9 @@ def _run_one(driver: str, mutant: Mutant, text: str, timeout: float) -> None:
         shutil.copytree(ROOT / "reference_drivers" / package, shadow / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
         (shadow / package / mutant.file).write_text(text, "utf-8")
-        mutant.outcome, mutant.seconds = _check(driver, shadow, timeout)
+        failed: list[str] = []
+        mutant.outcome, mutant.seconds = _check(driver, shadow, timeout, failed=failed)
+        mutant.killed_by = " ".join(failed)
 
 
 def main() -> int:
@@ -314,7 +325,7 @@ def main() -> int:
             break
         _run_one(args.driver, mutant, text, args.timeout_factor * baseline + 30)
         print(f"[{n}/{len(chosen)}] {mutant.outcome:<8} {mutant.file}:{mutant.line} {mutant.kind}: "
-              f"{mutant.before!r} -> {mutant.after!r} ({mutant.seconds:.1f} s)", flush=True)
+              f"{mutant.before!r} -> {mutant.after!r} ({mutant.seconds:.1f} s) {mutant.killed_by}", flush=True)
     ran = [m for m, _ in chosen if m.outcome != "pending"]
     counts = {k: sum(1 for m in ran if m.outcome == k) for k in ("killed", "survived", "timeout")}
     print(f"\n{args.driver}: generated {len(every)}, reached {reached_count}, sampled {len(chosen)}, ran {len(ran)}: "
