@@ -473,7 +473,7 @@ class _Records(logging.Handler):
     "(warn about the environment once, at boot, if at all)",
 )
 def test_lif_013_healthy_run_logs_no_warning(nq: Scenario) -> None:
-    """A worker that runs jobs, idles and stops against a healthy storage logs no warning and no error."""
+    """A worker that runs jobs (and a delayed one), idles and stops on a healthy storage logs no warning or error."""
 
     async def scenario() -> None:
         queue = nq.queue()
@@ -489,6 +489,12 @@ def test_lif_013_healthy_run_logs_no_warning(nq: Scenario) -> None:
             for i in range(5):
                 await worker.producer.push_json(queue, {"n": i})
             await nq.eventually(lambda: rec.count(queue, outcome="ok") == 6, "5 jobs", seen=rec.summary)
+            if nq.capabilities.delayed_jobs:
+                # The idle wait with a delayed job pending takes other paths (a due-time timer, a promotion).
+                delayed = nq.harness.push_delayed(worker.container, queue, {"n": "delayed"}, nq.seconds(0.1))
+                await nq.probe("push_delayed", delayed)
+                await nq.eventually(lambda: rec.count(queue, outcome="ok") == 7, "the delayed job",
+                                    seen=rec.summary)
             # Not a synchronisation: the worker idles through a few waits of its receive loop, then stops idle.
             await asyncio.sleep(max(nq.seconds(0.3), 4 * nq.settings.poll_interval))
             await nq.stop_worker(worker)
