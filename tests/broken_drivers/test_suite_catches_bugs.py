@@ -66,7 +66,9 @@ BUGS = [
     Bug("lose_in_flight", ("LIF-006",), frozenset({"LIF-006", "LIF-010"}), ("LIF",)),
     # A follow-up job on a second queue goes to the first queue's handler (CTX-004).
     Bug("wrong_queue", ("PRD-001",), frozenset({"PRD-001", "CTX-004", "PRD-007"}), ("PRD", "CTX-001")),
-    Bug("per_queue_bound", ("DLV-003",), frozenset({"DLV-003"}), ("DLV",)),
+    # One receive loop per queue, each draining its own queue without a turn for the others (handlers that never
+    # await): a backlog on the first queue runs before the second queue's jobs (DLV-012).
+    Bug("per_queue_bound", ("DLV-003",), frozenset({"DLV-003", "DLV-012"}), ("DLV",)),
     # Declares retries but never retries: every rule that expects an attempt 2 fails.
     Bug("never_retry", ("FLR-001", "FLR-002"), frozenset({
         "FLR-001", "FLR-002", "FLR-003", "FLR-004", "CTX-003", "DSP-004",
