@@ -151,6 +151,33 @@ async def test_one_failing_queue_does_not_stop_heartbeats_of_another() -> None:
     assert keeper.failures >= 3
 
 
+@pytest.mark.asyncio
+async def test_a_slow_extension_is_not_cancelled_and_does_not_hold_back_another_queue() -> None:
+    release = asyncio.Event()
+    calls: dict[str, int] = {"slow": 0, "quick": 0}
+    finished: list[str] = []
+
+    async def extend(queue: str, items: Sequence[str]) -> None:
+        calls[queue] += 1
+        if queue == "slow":
+            await release.wait()  # a write that takes many heartbeat intervals (a loaded storage)
+        finished.append(queue)
+
+    keeper = LeaseKeeper(0.01, lambda: {"slow": ["s1"], "quick": ["q1"]}, extend)
+    keeper.start()
+    try:
+        await eventually(lambda: calls["quick"] >= 5 and keeper.skipped >= 3, 5.0,
+                         "5 beats on the quick queue while the slow queue's extension hangs")
+        assert calls["slow"] == 1, "a second extension was stacked on the one in flight"
+        release.set()
+        await eventually(lambda: "slow" in finished, 5.0, "the slow extension to finish, not cancelled")
+        await eventually(lambda: calls["slow"] >= 2, 5.0, "the slow queue to be extended again once free")
+    finally:
+        release.set()
+        await keeper.stop()
+    assert keeper.failures == 0
+
+
 # ------------------------------------------------------------------------------------------ the worker loop
 
 
