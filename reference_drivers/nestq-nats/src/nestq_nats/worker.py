@@ -37,6 +37,9 @@ log = logging.getLogger("nestq_nats")
 
 _Sub = JetStreamContext.PullSubscription
 
+_BUSY_PULL = 0.1
+"""Seconds a pull made while the worker is busy stays open on the server (an idle worker's pull waits longer)."""
+
 
 def earlier_attempts(msg: Msg) -> int:
     """Attempts used by earlier copies of this job (a give-back re-publishes it with that count)."""
@@ -86,6 +89,7 @@ class NatsWorker(QueueWorker[Msg]):
         self._subs: dict[str, _Sub] = {}
         self._fetching: dict[str, tuple[asyncio.Future[list[Msg]], int]] = {}  # queue -> (pull in flight, batch)
         self._ahead: deque[Delivery[Msg]] = deque()  # pulled, not handed out yet (held: see _held)
+        self._short: set[asyncio.Future[list[Msg]]] = set()  # pulls made while busy, expiring in _BUSY_PULL
         self._handed: dict[str, float] = {}  # reply subject -> when handed out, for the job time
         self._job_time: float | None = None  # moving average of hand-out -> ack, seconds
         self._first_queue = 0
@@ -187,12 +191,18 @@ class NatsWorker(QueueWorker[Msg]):
         order = list(queues[self._first_queue % len(queues):]) + list(queues[: self._first_queue % len(queues)])
         self._first_queue += 1
         idle = [queue for queue in order if queue not in self._fetching]
+        # A busy worker's pulls are for what is there now: they expire soon, so that at stop they can be awaited
+        # (and their jobs given back) instead of cancelled with the server still sending to them.
+        busy = bool(self._ahead) or reserved > 0 or limit < self.concurrency
         for i, queue in enumerate(idle):
             if budget <= 0:
                 break
             sub = self._subs.get(queue)
             batch = max(1, budget // (len(idle) - i))
-            task = asyncio.ensure_future(self._pull(queue, sub, batch, pull_for))
+            task = asyncio.ensure_future(self._pull(queue, sub, batch, min(pull_for, _BUSY_PULL) if busy else pull_for))
+            if busy:
+                self._short.add(task)
+                task.add_done_callback(self._short.discard)
             self._fetching[queue] = (task, batch)
             budget -= batch
 
@@ -329,6 +339,11 @@ class NatsWorker(QueueWorker[Msg]):
         try:
             await super().serve(container, cancel)
         finally:
+            # A pull cancelled here stays open on the server until it expires, and the jobs the server sends to it
+            # would wait out ack_wait: let the busy (short) pulls end, then give back what they brought.
+            short = [task for task, _ in self._fetching.values() if task in self._short]
+            if short:
+                await asyncio.wait(short, timeout=_BUSY_PULL + self.config.connect_timeout)
             await self._stop_pulls()
             await self._give_back_ahead()
 
@@ -350,10 +365,15 @@ class NatsWorker(QueueWorker[Msg]):
         self._handed.clear()
 
     async def _stop_pulls(self) -> None:
+        """Cancel the pulls in flight; what finished pulls brought joins the jobs at hand (to be given back)."""
+        self._collect()
         fetching, self._fetching = self._fetching, {}
         for task, _ in fetching.values():
             task.cancel()
         await asyncio.gather(*(task for task, _ in fetching.values()), return_exceptions=True)
+        self._fetching = {queue: pull for queue, pull in fetching.items() if not pull[0].cancelled()}
+        self._collect()  # a pull that finished before its cancel took effect
+        self._fetching = {}
 
     async def close(self) -> None:
         """Stop the pulls in flight and drop the subscriptions (the consumers stay for the next worker)."""
