@@ -37,8 +37,8 @@ log = logging.getLogger("nestq_nats")
 
 _Sub = JetStreamContext.PullSubscription
 
-_BUSY_PULL = 0.1
-"""Seconds a pull made while the worker is busy stays open on the server (an idle worker's pull waits longer)."""
+_PULL_END_MARGIN = 0.25
+"""Seconds, beyond a pull's expiry, that a stopping worker waits for the pull's end (the server's closing status)."""
 
 
 def earlier_attempts(msg: Msg) -> int:
@@ -89,7 +89,8 @@ class NatsWorker(QueueWorker[Msg]):
         self._subs: dict[str, _Sub] = {}
         self._fetching: dict[str, tuple[asyncio.Future[list[Msg]], int]] = {}  # queue -> (pull in flight, batch)
         self._ahead: deque[Delivery[Msg]] = deque()  # pulled, not handed out yet (held: see _held)
-        self._short: set[asyncio.Future[list[Msg]]] = set()  # pulls made while busy, expiring in _BUSY_PULL
+        self._busy: set[asyncio.Future[list[Msg]]] = set()  # pulls made while jobs were at hand or running
+        self._pull_for = 0.0  # how long the last pull stays open on the server
         self._handed: dict[str, float] = {}  # reply subject -> when handed out, for the job time
         self._job_time: float | None = None  # moving average of hand-out -> ack, seconds
         self._first_queue = 0
@@ -191,18 +192,20 @@ class NatsWorker(QueueWorker[Msg]):
         order = list(queues[self._first_queue % len(queues):]) + list(queues[: self._first_queue % len(queues)])
         self._first_queue += 1
         idle = [queue for queue in order if queue not in self._fetching]
-        # A busy worker's pulls are for what is there now: they expire soon, so that at stop they can be awaited
-        # (and their jobs given back) instead of cancelled with the server still sending to them.
+        # A pull made while the worker is busy is likely to bring jobs: at stop it is awaited (see serve) rather
+        # than cancelled while the server still sends to it. Its expiry stays pull_for: every pull that expires is
+        # a chance for nats-server 2.9's miscount (above), so pulls are not made shorter to end sooner.
         busy = bool(self._ahead) or reserved > 0 or limit < self.concurrency
+        self._pull_for = pull_for
         for i, queue in enumerate(idle):
             if budget <= 0:
                 break
             sub = self._subs.get(queue)
             batch = max(1, budget // (len(idle) - i))
-            task = asyncio.ensure_future(self._pull(queue, sub, batch, min(pull_for, _BUSY_PULL) if busy else pull_for))
+            task = asyncio.ensure_future(self._pull(queue, sub, batch, pull_for))
             if busy:
-                self._short.add(task)
-                task.add_done_callback(self._short.discard)
+                self._busy.add(task)
+                task.add_done_callback(self._busy.discard)
             self._fetching[queue] = (task, batch)
             budget -= batch
 
@@ -340,10 +343,12 @@ class NatsWorker(QueueWorker[Msg]):
             await super().serve(container, cancel)
         finally:
             # A pull cancelled here stays open on the server until it expires, and the jobs the server sends to it
-            # would wait out ack_wait: let the busy (short) pulls end, then give back what they brought.
-            short = [task for task, _ in self._fetching.values() if task in self._short]
-            if short:
-                await asyncio.wait(short, timeout=_BUSY_PULL + self.config.connect_timeout)
+            # would wait out ack_wait. A busy worker's pull mostly ends at once with jobs: let it end (bounded by its
+            # expiry), then give back what it brought. An idle worker's pull is cancelled: it waits for work that
+            # is not there, and stopping must not wait for it.
+            busy = [task for task, _ in self._fetching.values() if task in self._busy]
+            if busy:
+                await asyncio.wait(busy, timeout=self._pull_for + _PULL_END_MARGIN)
             await self._stop_pulls()
             await self._give_back_ahead()
 
