@@ -157,6 +157,8 @@ class NatsWorker(QueueWorker[Msg]):
         # attempt would not count. Pulls shorter than the lease minus a heartbeat expire before any redelivery.
         pull_for = min(wait, max(0.05, (self.config.visibility_timeout - self.config.heartbeat_interval) / 2))
         failure = self._collect()
+        if not self._ahead and limit >= self.concurrency:
+            self._busy.clear()  # idle now: a pull still open waits for work that is not there (see serve)
         self._start_pulls(queues, limit, pull_for)
         if not self._ahead and self._fetching:
             stop = asyncio.ensure_future(self.stopping.wait())
