@@ -109,9 +109,14 @@ class Procrastinate(Peer):
 
     async def setup(self) -> None:
         os.environ["BENCH_DSN"] = self.dsn
-        sys.path.insert(0, str(HERE))
+        if str(HERE) not in sys.path:
+            sys.path.insert(0, str(HERE))
+        import importlib
+
         import procrastinate_app
 
+        # Its App reads BENCH_DSN at import: reloaded, so that each round gets its own database.
+        procrastinate_app = importlib.reload(procrastinate_app)
         self.app = procrastinate_app.app
         self.task = procrastinate_app.bench
         await self.app.open_async()
