@@ -3,8 +3,8 @@
 ``nestq matrix [DRIVER ...] [--report DIR] [--bench] [--markdown-into FILE] [--deadline SECONDS]
 [--timeout-scale F] [--format summary|markdown|json]`` runs ``nestq check`` against each driver (default: every
 entry point in ``nestq.drivers``), one after the other, each in a subprocess with its own report, then renders
-the matrix. Exit codes: 0 every driver's run passed; 1 a driver failed a rule, or its run did not start (an
-environment error; the matrix is still rendered); 2 usage error.
+the matrix. Exit codes: 0 every driver's run passed (``nestq check`` exited 0 for each); 1 a driver failed a
+rule, or its run did not start (an environment error; the matrix is still rendered); 2 usage error.
 """
 
 from __future__ import annotations
@@ -150,5 +150,4 @@ def main_matrix(args: argparse.Namespace) -> int:
               "each driver's own report in its folder)")
     if args.markdown_into:
         print(f"markdown written into {args.markdown_into}")
-    every_passed = all(d["verdict"] == "PASS" for d in data["drivers"])
-    return 0 if every_passed else 1
+    return 0 if data["summary"]["passing_drivers"] == len(data["drivers"]) else 1

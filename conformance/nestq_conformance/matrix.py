@@ -674,7 +674,8 @@ def _summary_counts(columns: Sequence[Mapping[str, Any]], rows: Sequence[Mapping
         "drivers": len(columns),
         "rules": len(rows),
         "environment_errors": sum(1 for c in columns if c["verdict"] == "ENVIRONMENT ERROR"),
-        "passing_drivers": sum(1 for c in columns if c["verdict"] == "PASS"),
+        # Passing as `nestq check` judges it (its exit code 0): a partial run that passes counts.
+        "passing_drivers": sum(1 for c in columns if c["exit_code"] == 0 and c["verdict"] != "ENVIRONMENT ERROR"),
         "cells": per_driver,
     }
 
