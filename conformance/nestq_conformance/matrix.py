@@ -199,19 +199,25 @@ class MatrixProgress:
             self.finish(text)
 
 
-_PERCENT = re.compile(r"\[\s*(\d+)%\]")
+_PROGRESS_LINE = re.compile(r"^([.sFExX]+)\s*(\[\s*(\d+)%\])?\s*$")
 
 
 def _suite_progress(log: Path) -> str:
-    """How far pytest is, read from the ``[ 42%]`` marks of its quiet progress lines in the log."""
+    """How far pytest is, counted from the one-letter outcomes of its quiet progress lines in the log."""
     try:
-        with log.open("rb") as f:
-            f.seek(max(0, log.stat().st_size - 2048))
-            tail = f.read().decode("utf-8", "replace")
+        text = log.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return ""
-    found = _PERCENT.findall(tail)
-    return f"{found[-1]}% of the rules" if found else "starting"
+        return "starting"
+    done = 0
+    percent = None
+    for line in text.splitlines():
+        found = _PROGRESS_LINE.match(line.strip())
+        if found:
+            done += len(found.group(1))
+            percent = found.group(3) or percent
+    if not done:
+        return "starting"
+    return f"{done} tests done" + (f" ({percent}%)" if percent else "")
 
 
 def _run_child(

@@ -229,3 +229,14 @@ def test_usage_errors_exit_2(kit: Kit) -> None:
     result = kit.nestq("matrix", "good", "--deadline", "0")
     assert result.ret == 2
     assert "--deadline must be > 0" in result.stderr.str()
+
+
+def test_progress_counts_the_tests_done_from_the_quiet_pytest_lines(tmp_path: Path) -> None:
+    from nestq_conformance.matrix import _suite_progress
+
+    log = tmp_path / "nestq-check.log"
+    assert _suite_progress(log) == "starting"
+    log.write_text("WARNING a driver's log line\n....s..F\n", encoding="utf-8")
+    assert _suite_progress(log) == "8 tests done"
+    log.write_text("....s..F  [ 40%]\n...x\n", encoding="utf-8")
+    assert _suite_progress(log) == "12 tests done (40%)"
