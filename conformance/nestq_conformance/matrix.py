@@ -806,7 +806,8 @@ def render_markdown(data: Mapping[str, Any], *, link_reports: bool = True) -> st
                     messages.append((anchor, f"{key} {rid}", str(cell["reason"])))
                     text = f"[{text}](#{anchor})"
                 cells.append(text)
-            lines.append(f"| **{rid}** {_md(row['title'])} | {row['level']} | " + " | ".join(cells) + " |")
+            hint = f"<br><small>if it fails, check: {_md(row['hint'])}</small>" if row.get("hint") else ""
+            lines.append(f"| **{rid}** {_md(row['title'])}{hint} | {row['level']} | " + " | ".join(cells) + " |")
     errors = [d for d in drivers if d.get("environment_error")]
     bench_errors = [d for d in drivers if d.get("bench_error")]
     if messages or errors or bench_errors:
@@ -851,6 +852,7 @@ table.matrix thead tr.info th, table.matrix thead tr.info td { position: static;
   font-size: .85em; background: #fafafa; max-width: 16em; }
 th.driver { min-width: 8em; }
 th.rule { text-align: left; font-weight: normal; max-width: 38em; }
+th.rule .hint { color: #666; font-size: .82em; margin-top: .15em; }
 th.rule .id { font-weight: bold; font-family: ui-monospace, monospace; margin-right: .4em; }
 tr.area-head th { text-align: left; background: #e9eef5; font-size: 1.05em; }
 td.cell { text-align: center; white-space: nowrap; }
@@ -987,8 +989,9 @@ def render_html(data: Mapping[str, Any]) -> str:
                 cells.append(f'<td class="cell {status}" data-status="{status}" title="{tip}">{text}</td>')
             out.append(
                 f'<tr class="rule" id="rule-{_e(rid)}" data-rule="{_e(rid)}">'
-                f'<th class="rule" scope="row" title="if it fails, check: {_e(row["hint"])}"><span class="id">'
-                f'{_e(rid)}</span>{_e(row["title"])}</th><td class="level">{_e(row["level"])}</td>'
+                f'<th class="rule" scope="row"><span class="id">{_e(rid)}</span>{_e(row["title"])}'
+                + (f'<div class="hint">if it fails, check: {_e(row["hint"])}</div>' if row.get("hint") else "")
+                + f'</th><td class="level">{_e(row["level"])}</td>'
                 + "".join(cells) + "</tr>"
             )
         out.append("</tbody>")
