@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -183,7 +184,9 @@ class MatrixProgress:
     def update(self, text: str) -> None:
         """Show ``text`` as the current driver's line (in place on a terminal, nothing elsewhere)."""
         if self.enabled and self.tty:
-            self._write("\r\x1b[K" + text)
+            # A line longer than the terminal wraps, and a carriage return no longer takes the cursor to its start.
+            width = shutil.get_terminal_size((120, 24)).columns
+            self._write("\r\x1b[K" + text[: max(20, width - 1)])
             self._live = True
 
     def finish(self, text: str) -> None:
