@@ -137,7 +137,7 @@ def main_matrix(args: argparse.Namespace) -> int:
         if args.report:
             paths = write_matrix(report_dir, data)
         if args.markdown_into:
-            markdown_into(Path(args.markdown_into), render_markdown(data, link_reports=False))
+            markdown_into(Path(args.markdown_into), render_markdown(data, link_reports=False, embedded=True))
     if args.format == "json":
         print(json.dumps(data, indent=2, ensure_ascii=False))
     elif args.format == "markdown":

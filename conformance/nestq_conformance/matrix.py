@@ -743,12 +743,28 @@ def _ran_text(column: Mapping[str, Any]) -> str:
     return f"{when}{dur} on {host.get('hostname', '?')} (Python {host.get('python', '?')})"
 
 
-def render_markdown(data: Mapping[str, Any], *, link_reports: bool = True) -> str:
+def render_markdown(data: Mapping[str, Any], *, link_reports: bool = True, embedded: bool = False) -> str:
     """The matrix as Markdown: a header table per driver, one table per area, the bench rows, the messages.
 
     ``link_reports`` links each driver to its own report (right for ``--report DIR``, where the reports sit beside
-    the page; off for a page copied elsewhere, such as the docs site).
+    the page; off for a page copied elsewhere, such as the docs site). ``embedded`` leaves out the page title and
+    puts every heading one level down, for a block inside a page that has its own (``--markdown-into``).
     """
+    text = _render_markdown(data, link_reports=link_reports)
+    if not embedded:
+        return text
+    lines = text.split("\n")
+    lines = lines[2:] if lines[0].startswith("# ") else lines
+    fenced = False
+    for i, line in enumerate(lines):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            lines[i] = "#" + line
+    return "\n".join(lines)
+
+
+def _render_markdown(data: Mapping[str, Any], *, link_reports: bool) -> str:
     drivers = data["drivers"]
     keys = [d["key"] for d in drivers]
     head = "| | " + " | ".join(f"**{_md(d['name'])}**" for d in drivers) + " |"

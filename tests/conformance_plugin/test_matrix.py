@@ -161,6 +161,8 @@ def test_matrix_of_passing_drivers_exits_0_prints_json_and_fills_the_docs_page(k
     assert "| rule | level | good |" in text
     assert f"nestq matrix good --markdown-into {page}" in text
     assert "nestq-report.md" not in text, "a page copied elsewhere has no report folders to link to"
+    assert "\n# nestq conformance matrix" not in text, "the page has its own title"
+    assert "\n### ZZA: The fake area\n" in text, "the block's headings sit one level down"
 
 
 def test_a_driver_past_its_deadline_is_killed_and_shown_as_an_environment_error(kit: Kit) -> None:
