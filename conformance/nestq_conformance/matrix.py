@@ -870,7 +870,7 @@ table.matrix thead tr.info th { text-align: left; }
 table.matrix thead tr.info th, table.matrix thead tr.info td { position: static; font-weight: normal;
   font-size: .85em; background: #fafafa; max-width: 16em; }
 th.driver { min-width: 8em; }
-th.rule { text-align: left; font-weight: normal; max-width: 38em; }
+th.rule { text-align: left; font-weight: normal; min-width: 24em; max-width: 40em; }
 th.rule .hint { color: #666; font-size: .82em; margin-top: .15em; }
 th.rule .id { font-weight: bold; font-family: ui-monospace, monospace; margin-right: .4em; }
 tr.area-head th { text-align: left; background: #e9eef5; font-size: 1.05em; }
