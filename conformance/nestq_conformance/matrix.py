@@ -740,7 +740,8 @@ def _ran_text(column: Mapping[str, Any]) -> str:
     host = column.get("host") or {}
     when = column.get("timestamp") or "-"
     dur = f", {column['duration']:.0f} s" if isinstance(column.get("duration"), int | float) else ""
-    return f"{when}{dur} on {host.get('hostname', '?')} (Python {host.get('python', '?')})"
+    verb = "finished" if column.get("duration") is not None else "started"
+    return f"{verb} {when}{dur}, on {host.get('hostname', '?')} (Python {host.get('python', '?')})"
 
 
 def render_markdown(data: Mapping[str, Any], *, link_reports: bool = True, embedded: bool = False) -> str:
