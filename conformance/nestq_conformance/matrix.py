@@ -698,6 +698,15 @@ def _md(value: object) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _heading_anchor(heading: str) -> str:
+    """The anchor GitHub and MkDocs both give a heading: lowercase, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"\s", "-", re.sub(r"[^\w\- ]", "", heading.strip().lower()))
+
+
+def _message_heading(driver: str, what: str) -> str:
+    return f"{driver}: {what}"
+
+
 def _anchor(driver: str, rule_id: str) -> str:
     return "msg-" + re.sub(r"[^a-z0-9]+", "-", f"{driver}-{rule_id}".lower()).strip("-")
 
@@ -791,7 +800,7 @@ def _render_markdown(data: Mapping[str, Any], *, link_reports: bool) -> str:
         if link_reports and d.get("report"):
             text = f"[{text}]({d['report'].removesuffix('.json')}.md)"
         elif d["verdict"] == "ENVIRONMENT ERROR":
-            text = f"[{text}](#{_anchor(d['key'], 'environment')})"
+            text = f"[{text}](#{_heading_anchor(_message_heading(d['key'], 'environment error'))})"
         verdicts.append(text)
     lines.append("| result | " + " | ".join(_md(v) if "](" not in v else v for v in verdicts) + " |")
     lines.append("| passed / applying | " + " | ".join(_level_text(d) for d in drivers) + " |")
@@ -822,8 +831,9 @@ def _render_markdown(data: Mapping[str, Any], *, link_reports: bool) -> str:
                 cell = row["cells"][key]
                 text = f"{_ICONS[cell['status']]} {_LABELS[cell['status']]}"
                 if cell["status"] in ("failed", "expected-failure") and cell.get("reason"):
-                    anchor = _anchor(key, rid)
-                    messages.append((anchor, f"{key} {rid}", str(cell["reason"])))
+                    heading = _message_heading(key, rid)
+                    anchor = _heading_anchor(heading)
+                    messages.append((anchor, heading, str(cell["reason"])))
                     text = f"[{text}](#{anchor})"
                 cells.append(text)
             hint = f"<br><small>if it fails, check: {_md(row['hint'])}</small>" if row.get("hint") else ""
@@ -833,12 +843,13 @@ def _render_markdown(data: Mapping[str, Any], *, link_reports: bool) -> str:
     if messages or errors or bench_errors:
         lines += ["", "## Messages", ""]
         for d in errors:
-            lines += [f'<a id="{_anchor(d["key"], "environment")}"></a>**{_md(d["key"])}: environment error**', "",
+            # Headings, not raw anchors: GitHub, MkDocs and the docs' own link check all know a heading's anchor.
+            lines += [f"### {_md(_message_heading(d['key'], 'environment error'))}", "",
                       "```text", str(d["environment_error"]).replace("```", "'''"), "```", ""]
         for d in bench_errors:
             lines += [f"**{_md(d['key'])}: bench**: {_md(d['bench_error'])}", ""]
-        for anchor, what, reason in messages:
-            lines += [f'<a id="{anchor}"></a>**{_md(what)}**', "", "```text", reason.replace("```", "'''"), "```", ""]
+        for _anchor_id, what, reason in messages:
+            lines += [f"### {_md(what)}", "", "```text", reason.replace("```", "'''"), "```", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
