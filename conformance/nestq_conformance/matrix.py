@@ -1085,6 +1085,7 @@ def render_summary(data: Mapping[str, Any]) -> str:
         f"{s['drivers']} driver(s), {s['rules']} rules: {s['passing_drivers']} passing, "
         f"{s['environment_errors']} environment error(s)"
     )
+    lines.append("(MUST/SHOULD/MAY: passed/applying; FAIL: failed, errors and strict xpasses; N/D: not declared)")
     return "\n".join(lines)
 
 
