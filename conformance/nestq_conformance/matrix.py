@@ -745,6 +745,11 @@ def _bench_cell(column: Mapping[str, Any], key: str, fmt: Callable[[float | None
     return "not run"
 
 
+def _load_text(column: Mapping[str, Any]) -> str:
+    load = (column.get("bench") or {}).get("load_average_at_start")
+    return " ".join(f"{x:.2f}" for x in load) if load else "-"
+
+
 def _ran_text(column: Mapping[str, Any]) -> str:
     host = column.get("host") or {}
     when = column.get("timestamp") or "-"
@@ -1033,6 +1038,8 @@ def render_html(data: Mapping[str, Any]) -> str:
         for key, label, fmt in _BENCH_ROWS:
             out.append(f'<tr class="bench"><th class="rule" colspan="2">{_e(label)}</th>'
                        + "".join(f"<td>{_e(_bench_cell(d, key, fmt))}</td>" for d in drivers) + "</tr>")
+        out.append('<tr class="bench"><th class="rule" colspan="2">load average at the bench\'s start</th>'
+                   + "".join(f"<td>{_e(_load_text(d))}</td>" for d in drivers) + "</tr>")
         out.append("</tbody>")
     out.append("</table>")
     out.append('<section id="messages"><h2>Messages</h2><dl>')
