@@ -54,6 +54,8 @@ def test_docs_site_builds_strictly(tmp_path: Path) -> None:
     matrix = (tmp_path / "site" / "matrix" / "index.html").read_text(encoding="utf-8")
     assert "Generated " in matrix, "docs/matrix.md holds a generated matrix (see its first lines)"
     assert "by <code>nestq matrix" in matrix
+    index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert "fonts.googleapis.com" not in index, "the site makes no third-party request (theme.font: false)"
 
 
 def test_a_broken_link_fails_the_strict_build(tmp_path: Path) -> None:
