@@ -189,12 +189,13 @@ class _CountingProxy(LinkProxy):
 def test_reconnection_attempts_back_off_while_the_broker_stays_away(broker_url: str) -> None:
     port = int(broker_url.split("@")[-1].split(":")[1].split("/")[0]) if "@" in broker_url else 5672
     base, cap, attempts = 0.1, 1.0, 7
+    prefix = f"nqback{os.getpid()}x{int(time.time())}"  # a run cut short leaves nothing a later run would count
 
     async def scenario() -> None:
         proxy = _CountingProxy(port)
         async with proxy:
             url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
-            config = load_config({"url": url, "reconnect_interval": base, "reconnect_cap": cap, "prefix": "nqback"},
+            config = load_config({"url": url, "reconnect_interval": base, "reconnect_cap": cap, "prefix": prefix},
                                  env={})
             producer = RabbitmqConnection(config)
             try:
@@ -212,8 +213,9 @@ def test_reconnection_attempts_back_off_while_the_broker_stays_away(broker_url: 
                 await asyncio.wait_for(producer.push_json("back", {"n": 1}), cap + 10)  # reconnected by itself
                 assert (await RabbitmqAdmin(producer).depth("back")).ready == 2
             finally:
+                proxy.restore()
                 channel = await (await producer.connection()).channel()
-                for name in ("nqback.q.back", "nqback.dead.back"):
+                for name in (f"{prefix}.q.back", f"{prefix}.dead.back"):
                     await channel.queue_delete(name)
                 await producer.aclose()
 
