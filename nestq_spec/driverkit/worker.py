@@ -109,7 +109,7 @@ class QueueWorker(Transport, Generic[H]):
                 "lease-based storage must extend the leases of running jobs"
             )
         self.concurrency = concurrency
-        self.shutdown_grace = shutdown_grace
+        self.shutdown_grace: float = shutdown_grace
         self.retry_policy = retry_policy
         self.heartbeat_interval = heartbeat_interval
         self.stopping = asyncio.Event()

@@ -82,6 +82,9 @@ def test_lease_and_grace_checks_name_both_settings() -> None:
     check_grace(10.0, 30.0)
     with pytest.raises(ConfigError, match=r"shutdown_grace=40\.0 is not below"):
         check_grace(40.0, 30.0)
+    check_grace(28.0, 30.0, margin=1.0)
+    with pytest.raises(ConfigError, match=r"shutdown_grace=29\.5 plus 1s to give the rest back is not below"):
+        check_grace(29.5, 30.0, margin=1.0)
 
 
 # ---------------------------------------------------------------------------------------------------- polling
