@@ -221,7 +221,8 @@ def test_no_driver_named_means_every_installed_driver(monkeypatch: pytest.Monkey
         raise SystemExit(0)
 
     monkeypatch.setattr(matrix, "run_matrix", fake_run_matrix)
-    args = build_parser().parse_args(["matrix", "-q"])
+    argv = ["matrix", "-q"]
+    args = build_parser(argv).parse_args(argv)
     with pytest.raises(SystemExit):
         args.func(args)
     assert seen == [installed_drivers()]

@@ -11,12 +11,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,8 @@ class Page:
 @contextmanager
 def headless_page(chromium: str, *, width: int = 1400, height: int = 1000) -> Iterator[Page]:
     """A headless Chromium with one blank page, its console, log and network events enabled."""
-    with tempfile.TemporaryDirectory(prefix="nestq-chromium-") as profile:
+    # Chromium's helpers may still be writing the profile for a moment after the browser is killed.
+    with tempfile.TemporaryDirectory(prefix="nestq-chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
              "--disable-background-networking", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
@@ -113,6 +115,7 @@ def headless_page(chromium: str, *, width: int = 1400, height: int = 1000) -> It
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "DBUS_SESSION_BUS_ADDRESS": "disabled:"},
+            start_new_session=True,  # its own group: the renderer and helper processes end with the browser
         )
         try:
             assert proc.stderr is not None
@@ -140,7 +143,8 @@ def headless_page(chromium: str, *, width: int = 1400, height: int = 1000) -> It
                     page.send(f"{domain}.enable")
                 yield page
         finally:
-            proc.kill()
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             if proc.stderr is not None:
                 proc.stderr.close()
