@@ -11,7 +11,10 @@ lists queues from that set and then asks each queue on its own.
   wait_timeout`` on one connection to the slot's master, so the call returns once that many replicas hold the
   write (``WAIT`` counts the writes of its own connection, hence the shared connection). A push that returned
   then survives the master's failover. When fewer replicas confirm in time, the write still stands on the master;
-  the shortfall is logged (rate-limited) and counted in :attr:`NestqRedisCluster.unreplicated`.
+  the shortfall is logged (rate-limited) and counted in :attr:`NestqRedisCluster.unreplicated`. A master with
+  fewer replicas connected than ``wait_replicas`` (one that took over from a dead master) gets its writes
+  without WAIT, logged and counted the same way, until its replicas are back: a wait that cannot succeed would
+  cost every write the whole ``wait_timeout``.
 - **One clear error** for "no node of the cluster answers": :class:`ClusterUnavailableError`, a
   ``redis.exceptions.ConnectionError`` (so the worker's loops back off and retry, as for a single Redis) whose
   message names the configured nodes, never a password.
@@ -61,6 +64,7 @@ _READ_ONLY = frozenset(hashlib.sha1(s.encode()).hexdigest() for s in (scripts.DE
 _REDIRECTS = (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
 _REDIRECT_ATTEMPTS = 5
 _REPORT_EVERY = 5.0
+_RECHECK = 1.0
 
 
 class ClusterUnavailableError(redis.exceptions.ConnectionError):
@@ -139,6 +143,7 @@ class NestqRedisCluster(RedisCluster):
         self.unreplicated = 0
         """Writes that fewer than ``wait_replicas`` replicas confirmed within ``wait_timeout``."""
         self._next_report = 0.0
+        self._replicas: dict[str, tuple[float, bool]] = {}
 
     def __repr__(self) -> str:
         return f"NestqRedisCluster({self.where})"
@@ -186,9 +191,11 @@ class NestqRedisCluster(RedisCluster):
                 slot = await self._determine_slot(*args)
                 node = self.nodes_manager.get_node_from_slot(slot)
                 commands = []
-            commands += [PipelineCommand(len(commands), *args), PipelineCommand(len(commands) + 1, "WAIT",
-                                                                                self.wait_replicas, wait_ms)]
+            commands.append(PipelineCommand(len(commands), *args))
             try:
+                waiting = await self._has_replicas(node)
+                if waiting:
+                    commands.append(PipelineCommand(len(commands), "WAIT", self.wait_replicas, wait_ms))
                 await node.execute_pipeline(commands)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
                 # The script may have run: never re-sent (the caller's retry policy decides). The layout is read
@@ -197,7 +204,8 @@ class NestqRedisCluster(RedisCluster):
                 if isinstance(exc, redis.exceptions.RedisError):
                     raise
                 raise redis.exceptions.ConnectionError(f"{type(exc).__name__}: {exc}") from exc
-            reply, acked = commands[-2].result, commands[-1].result
+            reply = commands[-2 if waiting else -1].result
+            acked = commands[-1].result if waiting else None
             if isinstance(reply, redis.exceptions.MovedError):
                 # The slot moved (a failover, a resharding): read the whole layout again, as rare as that is.
                 self._initialize = True
@@ -213,23 +221,38 @@ class NestqRedisCluster(RedisCluster):
                 continue
             if isinstance(reply, BaseException):
                 raise reply
-            if isinstance(acked, BaseException) or int(acked) < self.wait_replicas:
-                self._shortfall(acked)
+            if not waiting:
+                self._shortfall(node.name, "it has fewer replicas connected; the write was not waited for")
+            elif isinstance(acked, BaseException) or int(acked or 0) < self.wait_replicas:
+                self._replicas.pop(node.name, None)  # look at its replicas again before the next write
+                self._shortfall(node.name, f"{acked} confirmed it within {self.wait_timeout:.2f}s")
             return reply
         raise ClusterUnavailableError(
             f"the Redis Cluster at {self.where} kept redirecting a write ({_REDIRECT_ATTEMPTS} attempts): its "
             "layout is changing (a failover or a resharding); retry"
         )
 
-    def _shortfall(self, acked: object) -> None:
+    async def _has_replicas(self, node: ClusterNode) -> bool:
+        # A master whose replica is gone (it took over from a dead master, say) would hold every write for the
+        # whole wait_timeout and still fall short: its writes are not waited for until enough replicas are
+        # connected again, which is looked up at most once a second per master.
+        now = time.monotonic()
+        known = self._replicas.get(node.name)
+        if known is None or now >= known[0]:
+            info = await node.execute_command("INFO", "replication")
+            known = (now + _RECHECK, int(info.get("connected_slaves", 0)) >= self.wait_replicas)
+            self._replicas[node.name] = known
+        return known[1]
+
+    def _shortfall(self, node: str, how: str) -> None:
         self.unreplicated += 1
         now = time.monotonic()
         if now >= self._next_report:
             self._next_report = now + _REPORT_EVERY
             log.warning(
-                "Redis Cluster at %s: a write was confirmed by %s of %d replica(s) within %.2fs (%d such write(s) "
-                "so far); it stands on the master but may be lost if that master fails now", self.where, acked,
-                self.wait_replicas, self.wait_timeout, self.unreplicated,
+                "Redis Cluster at %s: a write to master %s wanted %d replica(s), %s (%d such write(s) so far); it "
+                "stands on the master but is lost if that master fails before a replica has it", self.where, node,
+                self.wait_replicas, how, self.unreplicated,
             )
 
 
