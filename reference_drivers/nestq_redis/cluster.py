@@ -198,9 +198,13 @@ class NestqRedisCluster(RedisCluster):
                     commands.append(PipelineCommand(len(commands), "WAIT", self.wait_replicas, wait_ms))
                 await node.execute_pipeline(commands)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-                # The script may have run: never re-sent (the caller's retry policy decides). The layout is read
-                # again before the next command, which finds the replica that took over.
+                # The layout is read again before the next command, which finds the replica that took over. The
+                # script may have run: only a client allowed to re-send (the producer's, whose pushes are
+                # idempotent) sends it again, as a plain client's retry policy would (two more tries).
                 self._initialize = True
+                if self.resend and attempt < 2:
+                    await asyncio.sleep(0.05 * 2**attempt)
+                    continue
                 if isinstance(exc, redis.exceptions.RedisError):
                     raise
                 raise redis.exceptions.ConnectionError(f"{type(exc).__name__}: {exc}") from exc

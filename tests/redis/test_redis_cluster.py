@@ -21,9 +21,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from nestq_conformance.report import REPORT_FILES
 from nestq_redis import RedisConnection, load_config
+from nestq_redis.cli import main
 from nestq_redis.cluster import ClusterUnavailableError, NestqRedisCluster, parse_cluster_url
+from nestq_redis.harness import _delete_prefix
 from nestq_redis.server import PrivateRedisCluster, free_port
 from nestq_redis_testkit import require_redis_server
 from redis.exceptions import RedisError
@@ -164,6 +167,38 @@ async def test_a_write_waits_for_its_replicas_and_a_shortfall_is_reported(
     finally:
         await met.aclose()
         await short.aclose()
+
+
+def test_operator_cli_and_session_cleanup_on_the_cluster(cluster: PrivateRedisCluster,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    prefix = f"nqt-{uuid.uuid4().hex[:8]}"
+    queues = [f"ops-{i}" for i in range(6)]
+
+    async def seed() -> None:
+        conn = _connection(cluster.url, prefix)
+        try:
+            for queue in queues:
+                await conn.push_many_json(queue, [{"n": 1}, {"n": 2}])
+            job = (await conn.store.claim(queues[0], limit=1, lease_seconds=10))[0]
+            await conn.store.fail(queues[0], job.id, job.lease_token, "SMTPError: 550", retry_in=None,
+                                  max_attempts=1)
+        finally:
+            await conn.aclose()
+
+    asyncio.run(seed())
+    assert main(["--url", cluster.url, "--prefix", prefix, "--json", "queues"]) == 0
+    listed = {q["queue"]: (q["ready"], q["dead"]) for q in json.loads(capsys.readouterr().out)}
+    assert listed == {q: (1, 1) if q == queues[0] else (2, 0) for q in queues}
+    assert main(["--url", cluster.url, "--prefix", prefix, "dead", "list", queues[0]]) == 0
+    assert "SMTPError: 550" in capsys.readouterr().out
+    # The harness's end-of-session cleanup on a cluster URL scans every master and deletes key by key.
+    sync = redis.RedisCluster.from_url(cluster.url.replace("redis+cluster://", "redis://").split(",")[0])
+    try:
+        assert len(list(sync.scan_iter(match=f"{prefix}:*"))) > len(queues)
+        _delete_prefix(cluster.url, prefix)
+        assert list(sync.scan_iter(match=f"{prefix}:*")) == []
+    finally:
+        sync.close()
 
 
 # --------------------------------------------------------------------------- failover
