@@ -47,6 +47,7 @@ __all__ = [
     "AnyRedis",
     "ClusterUnavailableError",
     "NestqRedisCluster",
+    "NotAClusterError",
     "is_cluster_url",
     "make_cluster_client",
     "parse_cluster_url",
@@ -69,6 +70,18 @@ _RECHECK = 1.0
 
 class ClusterUnavailableError(redis.exceptions.ConnectionError):
     """No node of the configured Redis Cluster answered (or none serves the slot a command needs)."""
+
+
+class NotAClusterError(ClusterUnavailableError):
+    """A ``redis+cluster://`` URL names a server that is not in cluster mode: a configuration error."""
+
+
+# Errors no retry cures: raised as they are (not as ClusterUnavailableError), so a worker's boot check fails.
+_PERMANENT = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthenticationWrongNumberOfArgsError,
+    redis.exceptions.NoPermissionError,
+)
 
 
 def is_cluster_url(url: str) -> bool:
@@ -153,9 +166,19 @@ class NestqRedisCluster(RedisCluster):
         try:
             await super().initialize(*args, **kwargs)
         except redis.exceptions.RedisClusterException as exc:
+            cause = exc.__cause__
+            if isinstance(cause, _PERMANENT):
+                raise cause from None
+            if "Cluster mode is not enabled" in str(exc):
+                raise NotAClusterError(
+                    f"the server at {self.where} is not in cluster mode (CLUSTER SLOTS is refused); use a "
+                    "redis:// URL for a single server, or point redis+cluster:// at the nodes of a Redis Cluster"
+                ) from None
+            # redis-py's message names the node and the socket error, never a password.
+            last = f": {type(cause).__name__}: {cause}" if cause is not None else ""
             raise ClusterUnavailableError(
-                f"no node of the Redis Cluster at {self.where} answered with the cluster's layout "
-                f"({type(exc).__name__}); check the node list in NESTQ_REDIS__URL and that the cluster is up"
+                f"no node of the Redis Cluster at {self.where} answered with the cluster's layout{last}; check "
+                "the node list in NESTQ_REDIS__URL and that the cluster is up"
             ) from None
         return self
 

@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 
 from nestq_spec import ConfigError, JobProducer, JSONValue, encode_job, validate_queue_name
 
-from .cluster import AnyRedis, NestqRedisCluster, is_cluster_url, make_cluster_client
+from .cluster import AnyRedis, NestqRedisCluster, NotAClusterError, is_cluster_url, make_cluster_client
 from .config import RedisConfig, display_url, load_config
 from .store import MAX_PRIORITY, RedisQueueStore
 
@@ -102,6 +102,8 @@ async def check_access(store: RedisQueueStore, config: RedisConfig, queues: Sequ
             f"Redis at {where} {kind}: {type(exc).__name__}: {exc}; check NESTQ_REDIS__URL, "
             "NESTQ_REDIS__PASSWORD and the server's ACL"
         ) from None
+    except NotAClusterError as exc:
+        raise ConfigError(f"{exc}; check NESTQ_REDIS__URL") from None
     except (redis.exceptions.RedisError, OSError):
         return
 

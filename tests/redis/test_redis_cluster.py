@@ -26,8 +26,10 @@ from nestq_conformance.report import REPORT_FILES
 from nestq_redis import RedisConnection, load_config
 from nestq_redis.cli import main
 from nestq_redis.cluster import ClusterUnavailableError, NestqRedisCluster, parse_cluster_url
+from nestq_redis.connection import check_access, make_client
 from nestq_redis.harness import _delete_prefix
-from nestq_redis.server import PrivateRedisCluster, free_port
+from nestq_redis.server import PrivateRedisCluster, RedisServer, free_port
+from nestq_redis.store import RedisQueueStore
 from nestq_redis_testkit import require_redis_server
 from redis.exceptions import RedisError
 
@@ -103,6 +105,25 @@ async def test_no_reachable_node_is_a_clear_connection_error(caplog: pytest.LogC
     assert "no node of the Redis Cluster" in text
     assert "127.0.0.1" in text
     assert "hunter2" not in text
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_password_or_a_server_not_in_cluster_mode_fails_the_boot_check() -> None:
+    require_redis_server()
+    with RedisServer(extra_args=("--requirepass", "right-one")) as server:
+        for url, why in [
+            (f"redis+cluster://:hunter2@127.0.0.1:{server.port}", "refused the credentials"),
+            (f"redis+cluster://:right-one@127.0.0.1:{server.port}", "not in cluster mode"),
+        ]:
+            config = load_config({"url": url, "connect_timeout": 1.0})
+            client = make_client(config, resend=False)
+            try:
+                with pytest.raises(ConfigError, match=why) as caught:
+                    await check_access(RedisQueueStore(client, prefix="nqt"), config, ["q"])
+            finally:
+                await client.aclose()
+            assert "hunter2" not in str(caught.value)
+            assert "right-one" not in str(caught.value)
 
 
 # --------------------------------------------------------------------------- on a running cluster
