@@ -273,7 +273,9 @@ class PrivateRedisCluster:
         args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(node_timeout_ms), "--cluster-require-full-coverage", "no",
                 # A replica may always take over, however long its link was down: the tests kill masters on purpose.
-                "--cluster-replica-validity-factor", "0")
+                "--cluster-replica-validity-factor", "0",
+                # A replica's first sync starts at once, not after the default 5 s wait for more replicas.
+                "--repl-diskless-sync-delay", "0")
         taken: set[int] = set()
         self.nodes = [RedisServer(binary=binary, port=_cluster_port(taken), extra_args=args)
                       for _ in range(masters * (1 + replicas))]
