@@ -289,19 +289,24 @@ async def test_a_killed_master_fails_over_and_no_job_is_lost(own_cluster: Privat
                 await asyncio.sleep(0.05)
 
     try:
-        killed_at = failed_over_in = 0.0
+        failover: asyncio.Task[tuple[RedisServer, float]] | None = None
+        killed_at = 0.0
         for n in range(total):
             await push(n)
             if n == total // 3:
-                # Wait until the workers are busy on this queue, then kill its master (SIGKILL: a crash).
+                # Wait until the workers are busy on this queue, then kill its master (SIGKILL: a crash) and go
+                # on pushing: the pushes that fail while no master serves the slot are retried.
                 await until(lambda: _at_least(counts, total // 6), 30, "the workers to be busy")
                 victim.kill()
                 killed_at = time.monotonic()
-                new = await asyncio.to_thread(cluster.wait_failover, conn.store.keys(queue).jobs, victim)
-                failed_over_in = time.monotonic() - killed_at
-                assert new is not victim
+                failover = asyncio.create_task(asyncio.to_thread(_failover, cluster, conn.store.keys(queue).jobs,
+                                                                 victim))
             if n % 100 == 99:
                 await asyncio.sleep(0.02)  # a flow, not one burst: the kill lands while jobs are pushed and run
+        assert failover is not None
+        new, failed_over_at = await failover
+        assert new is not victim
+        failed_over_in = failed_over_at - killed_at
 
         async def all_done() -> bool:
             return len(await counts()) == total
@@ -317,7 +322,8 @@ async def test_a_killed_master_fails_over_and_no_job_is_lost(own_cluster: Privat
         info = await conn.admin.queue(queue)
         for worker, log_path in zip(workers, logs, strict=True):
             assert worker.poll() is None, "a worker process died: " + log_path.read_text()[-3000:]
-        print(f"\nfailover: master {victim.port} SIGKILLed mid-run, its replica took over in {failed_over_in:.1f}s; "
+        print(f"\nfailover: master {victim.port} SIGKILLed mid-run, its replica took over in "
+              f"{failed_over_in:.1f}s; "
               f"{total} jobs pushed ({push_retries} push retries), {len(done)} completed, 0 lost, {duplicates} "
               f"duplicate run(s), {info.dead} dead-lettered")
         assert len(done) == total
@@ -334,6 +340,11 @@ async def test_a_killed_master_fails_over_and_no_job_is_lost(own_cluster: Privat
                 worker.kill()
                 worker.wait(10)
         await conn.aclose()
+
+
+def _failover(cluster: PrivateRedisCluster, key: str, victim: RedisServer) -> tuple[RedisServer, float]:
+    new = cluster.wait_failover(key, victim)
+    return new, time.monotonic()
 
 
 async def _at_least(counts: Callable[[], Awaitable[dict[int, int]]], n: int) -> bool:
