@@ -266,8 +266,13 @@ class NestqRedisCluster(RedisCluster):
         now = time.monotonic()
         known = self._replicas.get(node.name)
         if known is None or now >= known[0]:
-            info = await node.execute_command("INFO", "replication")
-            known = (now + _RECHECK, int(info.get("connected_slaves", 0)) >= self.wait_replicas)
+            try:
+                info = await node.execute_command("INFO", "replication")
+            except redis.exceptions.ResponseError:
+                # INFO refused (an ACL without it, a managed service): always wait, as asked; asked again later.
+                known = (now + 60 * _RECHECK, True)
+            else:
+                known = (now + _RECHECK, int(info.get("connected_slaves", 0)) >= self.wait_replicas)
             self._replicas[node.name] = known
         return known[1]
 
