@@ -27,6 +27,7 @@ __all__ = [
     "RedisServer",
     "RedisServerError",
     "free_port",
+    "node_command",
     "ping",
     "redis_server_binary",
 ]
@@ -211,8 +212,12 @@ def _cluster_port(taken: set[int]) -> int:
     raise RedisServerError("found no free pair of ports (port, port + 10000) for a cluster node")
 
 
-def _command_reply(port: int, *command: str, timeout: float = 2.0) -> str:
-    # A plain-socket RESP exchange: the cluster helpers run outside any event loop and before any client exists.
+def node_command(port: int, *command: str, timeout: float = 2.0) -> str:
+    """Send one command to the server on 127.0.0.1:``port`` and return its reply as text (status, error,
+    integer or bulk string; not arrays).
+
+    A plain-socket exchange: the cluster helpers run outside any event loop and before any client exists.
+    """
     parts = [f"*{len(command)}\r\n".encode()]
     for word in command:
         raw = word.encode()
@@ -239,7 +244,7 @@ def _command_reply(port: int, *command: str, timeout: float = 2.0) -> str:
 
 def _info(port: int, section: str) -> dict[str, str]:
     fields: dict[str, str] = {}
-    text = _command_reply(port, "CLUSTER", "INFO") if section == "cluster" else _command_reply(port, "INFO", section)
+    text = node_command(port, "CLUSTER", "INFO") if section == "cluster" else node_command(port, "INFO", section)
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if sep:
@@ -328,7 +333,7 @@ class PrivateRedisCluster:
 
     def slot_of(self, key: str) -> int:
         """The cluster slot of ``key`` (as the server computes it, hash tags included)."""
-        return int(_command_reply(self.nodes[0].port, "CLUSTER", "KEYSLOT", key))
+        return int(node_command(self.nodes[0].port, "CLUSTER", "KEYSLOT", key))
 
     def master_of(self, key: str) -> RedisServer:
         """The live node that serves ``key``'s slot as a master."""
@@ -338,7 +343,7 @@ class PrivateRedisCluster:
                 continue
             if _info(node.port, "replication").get("role") != "master":
                 continue
-            for line in _command_reply(node.port, "CLUSTER", "NODES").splitlines():
+            for line in node_command(node.port, "CLUSTER", "NODES").splitlines():
                 fields = line.split()
                 if "myself" not in fields[2]:
                     continue

@@ -28,7 +28,7 @@ from nestq_redis.cli import main
 from nestq_redis.cluster import ClusterUnavailableError, NestqRedisCluster, parse_cluster_url
 from nestq_redis.connection import check_access, make_client
 from nestq_redis.harness import _delete_prefix
-from nestq_redis.server import PrivateRedisCluster, RedisServer, free_port
+from nestq_redis.server import PrivateRedisCluster, RedisServer, free_port, node_command
 from nestq_redis.store import RedisQueueStore
 from nestq_redis_testkit import require_redis_server
 from redis.exceptions import RedisError
@@ -188,6 +188,40 @@ async def test_a_write_waits_for_its_replicas_and_a_shortfall_is_reported(
     finally:
         await met.aclose()
         await short.aclose()
+
+
+@pytest.mark.asyncio
+async def test_clients_follow_a_moved_slot_after_a_manual_failover(own_cluster: PrivateRedisCluster) -> None:
+    """A replica promoted by CLUSTER FAILOVER: the old master answers MOVED, and both write paths (plain, and
+    with WAIT) follow it on their own, with no error reaching the caller."""
+    cluster = own_cluster
+    prefix = f"nqt-{uuid.uuid4().hex[:8]}"
+    plain = _connection(cluster.url, prefix)
+    durable = _connection(cluster.url, prefix, wait_replicas=1)
+    worker_client = plain.new_client(resend=False)
+    try:
+        key = plain.store.keys("moved").jobs
+        await plain.push_json("moved", {"n": 1})
+        await durable.push_json("moved", {"n": 2})
+        old = cluster.master_of(key)
+        replica = next(n for n in cluster.nodes if n is not old and _replica_of(n, old))
+        assert node_command(replica.port, "CLUSTER", "FAILOVER") == "OK"
+        assert await asyncio.to_thread(cluster.wait_failover, key, old) is replica
+        await plain.push_json("moved", {"n": 3})
+        await durable.push_json("moved", {"n": 4})
+        jobs = await RedisQueueStore(worker_client, prefix=prefix).claim("moved", limit=10, lease_seconds=10)
+        assert len(jobs) == 4
+        assert isinstance(durable.client, NestqRedisCluster)
+        assert durable.client.unreplicated == 0
+    finally:
+        await worker_client.aclose()
+        await plain.aclose()
+        await durable.aclose()
+
+
+def _replica_of(node: RedisServer, master: RedisServer) -> bool:
+    info = node_command(node.port, "INFO", "replication")
+    return "role:slave" in info and f"master_port:{master.port}" in info
 
 
 def test_operator_cli_and_session_cleanup_on_the_cluster(cluster: PrivateRedisCluster,
