@@ -213,10 +213,10 @@ def _cluster_port(taken: set[int]) -> int:
 
 
 def node_command(port: int, *command: str, timeout: float = 2.0) -> str:
-    """Send one command to the server on 127.0.0.1:``port`` and return its reply as text (status, error,
-    integer or bulk string; not arrays).
+    """Send one command to the server on 127.0.0.1:``port`` and return its reply as text.
 
-    A plain-socket exchange: the cluster helpers run outside any event loop and before any client exists.
+    Status, error, integer and bulk-string replies only (not arrays). A plain-socket exchange: the cluster
+    helpers run outside any event loop and before any client exists.
     """
     parts = [f"*{len(command)}\r\n".encode()]
     for word in command:
