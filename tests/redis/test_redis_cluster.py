@@ -219,6 +219,42 @@ async def test_clients_follow_a_moved_slot_after_a_manual_failover(own_cluster: 
         await durable.aclose()
 
 
+@pytest.mark.asyncio
+async def test_clients_follow_ask_redirections_while_a_queue_slot_migrates(own_cluster: PrivateRedisCluster) -> None:
+    """A queue's slot half-way through a resharding (MIGRATING / IMPORTING, its keys already moved): the old master
+    answers ASK, and both write paths (plain, and with WAIT) follow it; then the slot is handed over (MOVED)."""
+    cluster = own_cluster
+    prefix = f"nqt-{uuid.uuid4().hex[:8]}"
+    plain = _connection(cluster.url, prefix)
+    durable = _connection(cluster.url, prefix, wait_replicas=1)
+    try:
+        keys = plain.store.keys("asked")
+        await plain.push_json("asked", {"n": 1})
+        source = cluster.master_of(keys.jobs)
+        target = next(n for n in cluster.nodes if n is not source and n.process is not None
+                      and "role:master" in node_command(n.port, "INFO", "replication"))
+        slot = str(cluster.slot_of(keys.jobs))
+        source_id, target_id = (node_command(n.port, "CLUSTER", "MYID") for n in (source, target))
+        assert node_command(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id) == "OK"
+        assert node_command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id) == "OK"
+        present = [k for k in (*keys.all, keys.batches) if node_command(source.port, "EXISTS", k) == "1"]
+        assert present
+        assert node_command(source.port, "MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS",
+                            *present) == "OK"
+        await plain.push_json("asked", {"n": 2})
+        await durable.push_json("asked", {"n": 3})
+        for node in (target, source):
+            assert node_command(node.port, "CLUSTER", "SETSLOT", slot, "NODE", target_id) == "OK"
+        await plain.push_json("asked", {"n": 4})
+        await durable.push_json("asked", {"n": 5})
+        jobs = await durable.store.claim("asked", limit=10, lease_seconds=10)
+        assert sorted(json.loads(j.data)["payload"]["n"] for j in jobs) == [1, 2, 3, 4, 5]
+        assert cluster.master_of(keys.jobs) is target
+    finally:
+        await plain.aclose()
+        await durable.aclose()
+
+
 def _replica_of(node: RedisServer, master: RedisServer) -> bool:
     info = node_command(node.port, "INFO", "replication")
     return "role:slave" in info and f"master_port:{master.port}" in info
