@@ -88,7 +88,7 @@ class NatsWorker(QueueWorker[Msg]):
         self.config = config
         self._subs: dict[str, _Sub] = {}
         self._fetching: dict[str, tuple[asyncio.Future[list[Msg]], int]] = {}  # queue -> (pull in flight, batch)
-        self._ahead: deque[Delivery[Msg]] = deque()  # pulled, not handed out yet (held: see _held)
+        self._ahead: deque[Delivery[Msg]] = deque()  # pulled, not handed out yet (kept alive: see held)
         self._busy: set[asyncio.Future[list[Msg]]] = set()  # pulls made while jobs were at hand or running
         self._pull_for = 0.0  # how long the last pull stays open on the server
         self._handed: dict[str, float] = {}  # reply subject -> when handed out, for the job time
@@ -148,7 +148,7 @@ class NatsWorker(QueueWorker[Msg]):
         free slots, plus one more worker's worth (``concurrency``) while jobs are quick (see
         :attr:`pull_ahead_below`): then a slot that frees takes a job already here instead of waiting a pull round
         trip, and the next pull overlaps the running jobs. A job pulled ahead is held, not started: its ``ack_wait``
-        is kept alive by in-progress acks like a running job's (see :meth:`_held`), and it is given back when the
+        is kept alive by in-progress acks like a running job's (see :meth:`held`), and it is given back when the
         worker stops. Slow jobs pull nothing ahead, so a busy worker never sits on jobs another worker could run. A
         pull that did not finish within ``wait`` stays in flight for the next call.
         """
@@ -226,13 +226,13 @@ class NatsWorker(QueueWorker[Msg]):
             self._ahead.extend(self._delivery(queue, msg) for msg in task.result())
         return failure
 
-    def _held(self) -> dict[str, list[Delivery[Msg]]]:
+    def held(self) -> dict[str, list[Delivery[Msg]]]:
         """What the lease keeper keeps alive: the base's (running, buffered, unsettled) and the jobs pulled ahead.
 
-        Overrides ``QueueWorker._held`` (the keeper's source): jobs pulled ahead are this driver's own buffer, and
-        their ``ack_wait`` runs from delivery like a running job's.
+        Jobs pulled ahead are this driver's own buffer, and their ``ack_wait`` runs from delivery like a running
+        job's, so they get in-progress acks too.
         """
-        held = super()._held()
+        held = super().held()
         for delivery in self._ahead:
             held.setdefault(delivery.queue, []).append(delivery)
         return held
