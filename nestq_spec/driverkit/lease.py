@@ -35,13 +35,13 @@ def check_heartbeat(heartbeat_interval: float, visibility_timeout: float, *, nam
 
 def check_grace(shutdown_grace: float, shutdown_timeout: float, *, margin: float = 0.0, names: tuple[str, str] = (
         "shutdown_grace", "the app's shutdown_timeout")) -> None:
-    """Refuse a shutdown grace the application would cut short: grace plus ``margin`` must be below the timeout.
+    """Refuse a shutdown grace the application would cut short: below the timeout, with ``margin`` to spare.
 
     ``Application.serve(shutdown_timeout=...)`` cancels a transport still running after that many seconds, so a
     longer grace would never be honoured and jobs would be interrupted without being given back. ``margin`` is
     the time the transport needs after its grace to give the rest back.
     """
-    if shutdown_grace + margin >= shutdown_timeout:
+    if shutdown_grace >= shutdown_timeout or shutdown_grace + margin > shutdown_timeout:
         room = f" plus {margin:g}s to give the rest back" if margin else ""
         raise ConfigError(
             f"{names[0]}={shutdown_grace}{room} is not below {names[1]}={shutdown_timeout}: the application "
