@@ -14,10 +14,17 @@ Figures per peer:
   idle p50     worker idle and connected; one job pushed, time until its handler ran; median of 50 (ms)
 
 Each no-op job publishes one core-NATS message on a per-run subject; this script counts them (deadline: fails
-loudly, naming the peer). Install the peers with the driver's bench extra:
+loudly, naming the peer). ``--rounds R`` measures every peer R times, interleaved (A, B, C, A, B, C, ...: the load
+of a shared machine drifts), each time on fresh streams, and prints each round and the medians, with the ratios
+per round. ``--baseline-src DIR`` adds peer ``base``: nestq-nats with its worker run from DIR (``nestq_spec`` and
+``nestq_nats`` of another revision, e.g. from ``git archive``), for a before/after in one run. Install the peers
+with the driver's bench extra, in a venv of their own:
 
-    .venv/bin/pip install -e 'reference_drivers/nestq-nats[bench]'
-    .venv/bin/python benchmarks/nats_peers.py [--n 5000] [--peers nestq,taskiq,raw] [--url nats://...]
+    python3 -m venv benchmarks/.venv-nats
+    benchmarks/.venv-nats/bin/pip install -e 'reference_drivers/nestq-nats[bench]' && \
+        benchmarks/.venv-nats/bin/pip install --no-deps -e .
+    benchmarks/.venv-nats/bin/python benchmarks/nats_peers.py [--n 5000] [--peers nestq,taskiq,raw] \
+        [--rounds 3] [--baseline-src DIR] [--url nats://...]
 """
 
 from __future__ import annotations
@@ -120,6 +127,18 @@ class Nestq(Peer):
         return [str(BIN / "nestq"), "run", "nestq_worker:WorkerApp"]
 
 
+class NestqBaseline(Nestq):
+    """nestq-nats with the worker process run from ``--baseline-src`` (pushes go through this checkout)."""
+
+    name = "base"
+    src = ""
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["PYTHONPATH"] = os.pathsep.join([self.src, env["PYTHONPATH"]])
+        return env
+
+
 class Taskiq(Peer):
     name = "taskiq"
 
@@ -170,7 +189,7 @@ class Raw(Peer):
         return [sys.executable, str(WORKERS / "raw_worker.py")]
 
 
-PEERS: dict[str, type[Peer]] = {"nestq": Nestq, "taskiq": Taskiq, "raw": Raw}
+PEERS: dict[str, type[Peer]] = {"nestq": Nestq, "taskiq": Taskiq, "raw": Raw, "base": NestqBaseline}
 
 
 async def timed(action: Callable[[], Awaitable[None]]) -> float:
@@ -228,12 +247,23 @@ async def measure(cls: type[Peer], url: str, n: int) -> dict[str, float]:
     return figures
 
 
+COLUMNS = ("enqueue", "batched", "end_to_end", "steady", "idle_p50_ms")
+
+
 def main() -> None:
+    """Parse the options; measure every peer ``--rounds`` times, interleaved, on one server; print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=5000, help="jobs per measurement (default 5000)")
     parser.add_argument("--peers", default="nestq,taskiq,raw")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every peer this many times, interleaved")
+    parser.add_argument("--baseline-src", default=None, help="also measure peer 'base', run from this directory")
     parser.add_argument("--url", default=None, help="a NATS server to use (default: a private nats-server -js)")
     args = parser.parse_args()
+    peers = [p for p in args.peers.split(",") if p]
+    if args.baseline_src:
+        NestqBaseline.src = str(Path(args.baseline_src).resolve())
+        if "base" not in peers:
+            peers.insert(1 if "nestq" in peers else 0, "base")
     server = None
     url = args.url
     if url is None:
@@ -241,24 +271,33 @@ def main() -> None:
 
         server = NatsServer().start()
         url = server.url
-    results = {}
+    rounds: list[dict[str, dict[str, float]]] = []
     try:
-        for name in args.peers.split(","):
-            results[name] = asyncio.run(measure(PEERS[name], url, args.n))
-            print(f"{name}: {results[name]}", file=sys.stderr)
+        for r in range(args.rounds):
+            results = {}
+            for name in peers:
+                results[name] = asyncio.run(measure(PEERS[name], url, args.n))
+                print(f"round {r + 1}: {name}: {results[name]}", file=sys.stderr)
+            rounds.append(results)
     finally:
         if server is not None:
             server.close()
     print(f"\nnats-server on {url}, N={args.n} (end-to-end: 2N queued jobs, one worker process, concurrency 10)\n")
-    cols = ("enqueue", "batched", "end_to_end", "steady", "idle_p50_ms")
-    print(f"{'peer':8}" + "".join(f"{c:>14}" for c in cols))
-    for name, fig in results.items():
-        print(f"{name:8}" + "".join(f"{fig[c]:>14.1f}" for c in cols))
-    if "nestq" in results:
-        for other in ("taskiq", "raw"):
-            if other in results and results[other]["end_to_end"]:
-                ratio = results["nestq"]["end_to_end"] / results[other]["end_to_end"]
-                print(f"nestq end-to-end / {other}: {ratio:.2f}x")
+    print(f"{'peer':16}" + "".join(f"{c:>14}" for c in COLUMNS))
+    for r, results in enumerate(rounds):
+        for name, fig in results.items():
+            print(f"{name + f' r{r + 1}':16}" + "".join(f"{fig[c]:>14.1f}" for c in COLUMNS))
+    for name in peers:
+        med = {c: statistics.median(res[name][c] for res in rounds) for c in COLUMNS}
+        print(f"{name + ' median':16}" + "".join(f"{med[c]:>14.1f}" for c in COLUMNS))
+    for mine in ("nestq", "base"):
+        for other in ("taskiq", "raw", "base"):
+            if mine == other or mine not in peers or other not in peers:
+                continue
+            ratios = [res[mine]["end_to_end"] / res[other]["end_to_end"] for res in rounds if res[other]["end_to_end"]]
+            if ratios:
+                print(f"{mine} end-to-end / {other}, per round: " + ", ".join(f"{x:.2f}x" for x in ratios)
+                      + f"; median {statistics.median(ratios):.2f}x")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nestq_spec.container import Container
-from nestq_spec.errors import BootError
+from nestq_spec.driverkit.lease import check_grace
+from nestq_spec.errors import BootError, ConfigError
 from nestq_spec.modules import ModuleLike, TransportContribution, assemble
 from nestq_spec.transport import CancellationToken, Transport
 
@@ -54,6 +55,7 @@ class Application:
         if not built:
             log.info("%s contributes no transport; nothing to serve", self.root)
             return
+        _warn_on_grace(built, shutdown_timeout)
         inner = cancel.child()
         tasks = {
             asyncio.create_task(t.serve(self.container, inner), name=f"nestq-transport-{name}"): name
@@ -198,3 +200,21 @@ def _failure(task: asyncio.Task[None]) -> BaseException | None:
     if task.cancelled():
         return None
     return task.exception()
+
+
+GIVE_BACK_MARGIN = 1.0
+"""Seconds a transport is assumed to need after its grace to give unfinished jobs back to the storage."""
+
+
+def _warn_on_grace(built: list[tuple[str, Transport]], shutdown_timeout: float) -> None:
+    # A warning, not a boot error: the app still works, but a long job at shutdown would be cut off by the app's
+    # timeout instead of given back, which an operator should hear about before the first deploy, not after.
+    for name, transport in built:
+        grace = transport.shutdown_grace
+        if grace is None:
+            continue
+        try:
+            check_grace(grace, shutdown_timeout, margin=GIVE_BACK_MARGIN,
+                        names=(f"transport {name}'s shutdown_grace", "the app's shutdown_timeout"))
+        except ConfigError as exc:
+            log.warning("%s; lower the driver's shutdown_grace or raise nestq run --shutdown-timeout", exc)

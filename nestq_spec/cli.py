@@ -45,8 +45,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``nestq`` argument parser, with every installed subcommand."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``nestq`` argument parser, with every installed subcommand.
+
+    Given the command line, it imports only the subcommand that line names: ``nestq run`` (what every worker
+    process starts with) then pays for no plugin's imports (a driver CLI pulls in its client library), and one
+    broken plugin cannot slow down or break another's command. Without a command (``nestq --help``), it loads
+    them all so the help lists each with its own description.
+    """
     parser = argparse.ArgumentParser(prog="nestq", description="nestq: the queue seam and its conformance kit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -54,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("root", help="the root module, as package.module:RootModule")
     run.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to wait for transports to stop")
     run.set_defaults(func=_run)
+    chosen = _command_of(argv)
     for ep in sorted(entry_points(group="nestq.commands"), key=lambda e: e.name):
+        if chosen is not None and ep.name != chosen:
+            continue
         try:
             ep.load()(sub)
         except ModuleNotFoundError as exc:
@@ -64,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         except Exception as exc:  # one broken plugin must not take the whole command down
             print(f"nestq: subcommand {ep.name!r} ({ep.value}) failed to load: {exc}", file=sys.stderr)
     return parser
+
+
+def _command_of(argv: Sequence[str] | None) -> str | None:
+    """The subcommand a command line names (its first argument that is not an option), or None."""
+    for arg in sys.argv[1:] if argv is None else argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _add_unavailable(sub: Any, name: str, value: str, exc: ModuleNotFoundError) -> None:
@@ -81,7 +100,7 @@ def _add_unavailable(sub: Any, name: str, value: str, exc: ModuleNotFoundError) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nestq`` console script."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

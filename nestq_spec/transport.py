@@ -57,6 +57,13 @@ class Transport(ABC):
     :meth:`close` when the application shuts down.
     """
 
+    shutdown_grace: float | None = None
+    """Seconds :meth:`serve` lets running jobs finish after cancellation, for a transport that has such a grace.
+
+    ``Application.serve`` warns at boot when the grace leaves no room inside its ``shutdown_timeout``: the app would
+    cancel the transport before its jobs are given back, and a deploy would end like a crash.
+    """
+
     async def configure(self, container: Container) -> None:  # noqa: B027 - optional hook, no-op by default
         """Prepare before serving (connect, declare queues); the default does nothing."""
 

@@ -26,6 +26,17 @@ if [ "${#drivers[@]}" -gt 0 ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 fi
 
+# The matrix page's test opens it in headless Chromium (tests/matrix): Debian's package, installed when missing.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing chromium (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "scripts/test.sh: chromium is missing and cannot be installed here (not root, or no apt-get):" \
+      "tests/matrix skips its browser test (fails under CI=true)" >&2
+  fi
+fi
+
 # Each service a test needs has a script in scripts/services/ that starts it when it is not already running.
 for service in scripts/services/*.sh; do
   [ -f "$service" ] && bash "$service"

@@ -12,7 +12,7 @@ from nestq_spec import module, process, processor
 
 @processor
 class Bench:
-    """A no-op job; reports completion when asked (latency runs)."""
+    """A no-op job; reports its start when asked (latency runs)."""
 
     @process(queue="bench")
     async def handle(self, job: dict[str, Any]) -> None:

@@ -78,6 +78,11 @@ class QueueWorker(Transport, Generic[H]):
     :meth:`give_back` (an interrupted attempt is not counted: the storage refunds it), writes the last outcomes and
     returns.
 
+    The loop keeps its state and its steps in a private object, not on the worker: a driver's own attributes and
+    helper methods, whatever their names (``_buffer``, ``_next``, ``_running``), can never shadow them. What a
+    driver may read or refine is public: :attr:`stopping`, :attr:`busy`, :meth:`held`, :meth:`routes` and
+    :meth:`handle`.
+
     A failing storage call of one queue never stops another queue: outcomes that could not be written are kept and
     written again (``settle_retry`` seconds later), lease extensions are per queue, and a failing :meth:`receive` is
     retried with a growing pause. Push-based storages fit as well: :meth:`receive` may return what a consumer
@@ -90,6 +95,14 @@ class QueueWorker(Transport, Generic[H]):
     """Seconds before outcomes that could not be written are tried again."""
     receive_error_pause: tuple[float, float] = (0.05, 2.0)
     """First and longest pause after a failed :meth:`receive` (doubling in between)."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_held" in vars(cls):
+            # Before the loop moved off the worker, drivers refined the lease keeper's source by overriding _held();
+            # nothing calls it now, so such a driver would silently stop extending the leases it added.
+            raise TypeError(f"{cls.__qualname__} defines _held(), which QueueWorker no longer calls: override held() "
+                            "instead (and add to super().held())")
 
     def __init__(
         self,
@@ -109,19 +122,12 @@ class QueueWorker(Transport, Generic[H]):
                 "lease-based storage must extend the leases of running jobs"
             )
         self.concurrency = concurrency
-        self.shutdown_grace = shutdown_grace
+        self.shutdown_grace: float = shutdown_grace
         self.retry_policy = retry_policy
         self.heartbeat_interval = heartbeat_interval
         self.stopping = asyncio.Event()
         """Set once ``serve`` was cancelled: a :meth:`receive` that waits should also wait on this and return early."""
-        self._running: dict[asyncio.Task[None], Delivery[H]] = {}
-        self._settle: dict[str, _Settlements[H]] = {}
-        self._buffer: deque[Delivery[H]] = deque()
-        self._receiving = False
-        self._stopped = False
-        self._waiters: list[asyncio.Future[None]] = []
-        self._pause = self.receive_error_pause[0]
-        self._missing: NotImplementedError | None = None
+        self.__loop: _Loop[H] | None = None
 
     # ------------------------------------------------------------------------------------------ storage primitives
 
@@ -166,6 +172,21 @@ class QueueWorker(Transport, Generic[H]):
         """Run one job: the stored bytes as they are, with this attempt's ``JobMeta`` in the job context."""
         await dispatch(methods, delivery.data, container, JobMeta(delivery.attempt, delivery.job_id))
 
+    def held(self) -> dict[str, list[Delivery[H]]]:
+        """Jobs this worker holds, by queue: running, received but not started, or finished but not settled.
+
+        The lease keeper extends exactly these. A driver that buffers deliveries of its own (pulled ahead, or pushed
+        by a consumer callback) and must keep their leases alive overrides this and adds them to ``super().held()``.
+        """
+        loop = self.__loop
+        return loop.held() if loop is not None else {}
+
+    @property
+    def busy(self) -> int:
+        """How many jobs run now (a driver sizing a prefetch or a pull to the free slots: ``concurrency - busy``)."""
+        loop = self.__loop
+        return len(loop.running) if loop is not None else 0
+
     # ----------------------------------------------------------------------------------------------- the loop
 
     async def serve(self, container: Container, cancel: CancellationToken) -> None:
@@ -178,77 +199,100 @@ class QueueWorker(Transport, Generic[H]):
         if cancel.is_cancelled:
             return  # cancelled before serving: take nothing
         self.stopping.clear()
-        self._stopped = False
-        self._buffer.clear()
+        loop = self.__loop = _Loop(self, by_queue, container, cancel)
+        await loop.serve()
+
+
+class _Loop(Generic[H]):
+    """One ``serve`` of a :class:`QueueWorker`: its runners, its receive, its outcomes and its leases.
+
+    Kept apart from the worker so that nothing a driver names on its subclass can collide with it.
+    """
+
+    def __init__(self, worker: QueueWorker[H], by_queue: dict[str, tuple[ProcessMethod, ...]], container: Container,
+                 cancel: CancellationToken) -> None:
+        self.worker = worker
+        self.by_queue = by_queue
+        self.container = container
+        self.cancel = cancel
+        self.running: dict[asyncio.Task[None], Delivery[H]] = {}
+        self.settle: dict[str, _Settlements[H]] = {}
+        self.buffer: deque[Delivery[H]] = deque()
+        self.receiving = False
+        self.stopped = False
+        self.waiters: list[asyncio.Future[None]] = []
+        self.pause = worker.receive_error_pause[0]
+        self.missing: NotImplementedError | None = None
+
+    async def serve(self) -> None:
+        worker = self.worker
         keeper: LeaseKeeper[Delivery[H]] | None = None
-        if self.heartbeat_interval is not None:
-            keeper = LeaseKeeper(self.heartbeat_interval, self._held, self._extend)
+        if worker.heartbeat_interval is not None:
+            keeper = LeaseKeeper(worker.heartbeat_interval, worker.held, self.extend)
             keeper.start()
-        stop = asyncio.ensure_future(cancel.wait())
+        stop = asyncio.ensure_future(self.cancel.wait())
         # One runner per concurrency slot: each takes a job, runs it and writes its outcome inline, so a job whose
         # storage calls and handler do not suspend costs no task and no event-loop turn.
-        runners = [asyncio.create_task(self._runner(by_queue, container, cancel), name=f"nestq-runner-{i}")
-                   for i in range(self.concurrency)]
+        runners = [asyncio.create_task(self.runner(), name=f"nestq-runner-{i}") for i in range(worker.concurrency)]
         try:
             await asyncio.wait([stop, *runners], return_when=asyncio.FIRST_COMPLETED)
-            deadline = time.monotonic() + self.shutdown_grace
-            self._stop_receiving()
-            await asyncio.wait(runners, timeout=self.shutdown_grace)
-            receiving = [r for r in runners if not r.done() and r not in self._running]
+            deadline = time.monotonic() + worker.shutdown_grace
+            self.stop_receiving()
+            await asyncio.wait(runners, timeout=worker.shutdown_grace)
+            receiving = [r for r in runners if not r.done() and r not in self.running]
             if receiving:  # a claim on the wire may finish, so that no lease is taken without our knowing
-                await asyncio.wait(receiving, timeout=max(self.receive_wait, deadline - time.monotonic()))
+                await asyncio.wait(receiving, timeout=max(worker.receive_wait, deadline - time.monotonic()))
         finally:
-            self._stop_receiving()
+            self.stop_receiving()
             for runner in runners:
                 runner.cancel()  # cut off after the grace: a runner gives its job back
             stop.cancel()
             await asyncio.gather(stop, *runners, return_exceptions=True)
-            for delivery in self._buffer:
-                self._record(_GIVE_BACK, delivery)  # received, never started
-            self._buffer.clear()
-            await self._flush_all(final=True)
+            for delivery in self.buffer:
+                self.record(_GIVE_BACK, delivery)  # received, never started
+            self.buffer.clear()
+            await self.flush_all(final=True)
             if keeper is not None:
                 await keeper.stop()
         for runner in runners:
             if not runner.cancelled() and (failure := runner.exception()) is not None:
                 raise failure
-        if self._missing is not None:
-            raise self._missing
+        if self.missing is not None:
+            raise self.missing
 
-    async def _runner(
-        self, by_queue: dict[str, tuple[ProcessMethod, ...]], container: Container, cancel: CancellationToken
-    ) -> None:
+    async def runner(self) -> None:
+        worker, by_queue, container, cancel = self.worker, self.by_queue, self.container, self.cancel
         task = asyncio.current_task()
         assert task is not None
         streak = 0
-        while not (self._stopped or cancel.is_cancelled):
-            delivery = self._buffer.popleft() if self._buffer else await self._next(by_queue, cancel)
+        while not (self.stopped or cancel.is_cancelled):
+            delivery = self.buffer.popleft() if self.buffer else await self.next()
             if delivery is None:
                 continue
-            if self._stopped or cancel.is_cancelled:
-                self._record(_GIVE_BACK, delivery)  # received as the worker stopped: never started
+            if self.stopped or cancel.is_cancelled:
+                self.record(_GIVE_BACK, delivery)  # received as the worker stopped: never started
                 break
-            self._running[task] = delivery
+            self.running[task] = delivery
             kind, delay = _ACK, 0.0
             try:
-                await self.handle(by_queue[delivery.queue], delivery, container)
+                await worker.handle(by_queue[delivery.queue], delivery, container)
             except asyncio.CancelledError as exc:
                 if task.cancelling():
-                    del self._running[task]
-                    self._record(_GIVE_BACK, delivery)  # cut off after the grace: back to its queue, never lost
+                    del self.running[task]
+                    self.record(_GIVE_BACK, delivery)  # cut off after the grace: back to its queue, never lost
                     raise
-                kind, delay = self._failed(delivery, exc)  # the handler raised CancelledError itself: a failure
+                kind, delay = self.failed(delivery, exc)  # the handler raised CancelledError itself: a failure
             except Exception as exc:
-                kind, delay = self._failed(delivery, exc)
-            del self._running[task]
-            self._record(kind, delivery, delay)
-            settle = self._settle[delivery.queue]
+                kind, delay = self.failed(delivery, exc)
+            del self.running[task]
+            self.record(kind, delivery, delay)
+            settle = self.settle[delivery.queue]
             if settle.flushing is None:
                 # Nobody is writing this queue's outcomes: write them from here. Outcomes other runners record
                 # meanwhile wait in `pending` and go out with the next call, batched.
                 settle.flushing = task
                 try:
-                    await self._flush(settle)
+                    await self.flush(settle)
                 finally:
                     settle.flushing = None
             streak += 1
@@ -256,57 +300,57 @@ class QueueWorker(Transport, Generic[H]):
                 streak = 0
                 await asyncio.sleep(0)  # jobs that never suspend must still let the rest of the loop run
 
-    async def _next(self, by_queue: dict[str, tuple[ProcessMethod, ...]], cancel: CancellationToken) -> (
-            Delivery[H] | None):
+    async def next(self) -> Delivery[H] | None:
         """A job for an idle runner: from the receive another runner has in flight, or from a receive of its own."""
+        worker, by_queue = self.worker, self.by_queue
         loop = asyncio.get_running_loop()
-        if self._receiving:
+        if self.receiving:
             waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(waiter)
+            self.waiters.append(waiter)
             await waiter
-            return self._buffer.popleft() if self._buffer else None
-        self._receiving = True
+            return self.buffer.popleft() if self.buffer else None
+        self.receiving = True
         try:
-            limit = self.concurrency - len(self._running)
+            limit = worker.concurrency - len(self.running)
             try:
-                batch = await self.receive(tuple(by_queue), limit, self.receive_wait)
+                batch = await self.worker.receive(tuple(by_queue), limit, worker.receive_wait)
             except NotImplementedError:
                 raise  # a primitive the driver has not written yet: serve() fails with its message
             except Exception as exc:
-                log.warning("receive from %s failed, trying again in %.2gs: %s", ", ".join(by_queue), self._pause,
+                log.warning("receive from %s failed, trying again in %.2gs: %s", ", ".join(by_queue), self.pause,
                             describe_error(exc))
-                await self._wait_or_stop(None, self._pause)
-                self._pause = min(self._pause * 2, self.receive_error_pause[1])
+                await self.wait_or_stop(None, self.pause)
+                self.pause = min(self.pause * 2, self.worker.receive_error_pause[1])
                 return None
-            self._pause = self.receive_error_pause[0]
+            self.pause = self.worker.receive_error_pause[0]
             if len(batch) > limit:
                 log.error("%s.receive returned %d jobs for %d free slots; giving back the extra ones",
-                          type(self).__qualname__, len(batch), limit)
+                          type(self.worker).__qualname__, len(batch), limit)
                 for extra in batch[limit:]:
-                    self._record(_GIVE_BACK, extra)
+                    self.record(_GIVE_BACK, extra)
                 batch = batch[:limit]
             if not batch:
                 await asyncio.sleep(0)  # an empty receive that did not wait must not starve the loop
                 return None
-            self._buffer.extend(batch[1:])
+            self.buffer.extend(batch[1:])
             return batch[0]
         finally:
-            self._receiving = False
-            self._wake_waiters()
+            self.receiving = False
+            self.wake_waiters()
 
-    def _wake_waiters(self) -> None:
-        waiters, self._waiters = self._waiters, []
+    def wake_waiters(self) -> None:
+        waiters, self.waiters = self.waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _stop_receiving(self) -> None:
-        self._stopped = True
-        self.stopping.set()
-        self._wake_waiters()
+    def stop_receiving(self) -> None:
+        self.stopped = True
+        self.worker.stopping.set()
+        self.wake_waiters()
 
-    async def _wait_or_stop(self, event: asyncio.Event | None, pause: float | None) -> None:
-        waits = [asyncio.ensure_future(self.stopping.wait())]
+    async def wait_or_stop(self, event: asyncio.Event | None, pause: float | None) -> None:
+        waits = [asyncio.ensure_future(self.worker.stopping.wait())]
         if event is not None:
             waits.append(asyncio.ensure_future(event.wait()))
         try:
@@ -315,11 +359,11 @@ class QueueWorker(Transport, Generic[H]):
             for waiter in waits:
                 waiter.cancel()
 
-    def _failed(self, delivery: Delivery[H], exc: BaseException) -> tuple[str, float]:
+    def failed(self, delivery: Delivery[H], exc: BaseException) -> tuple[str, float]:
         error = describe_error(exc)
         delivery.error = error
-        decision = self.retry_policy.decide(exc, delivery.attempt)
-        limit = self.retry_policy.max_attempts
+        decision = self.worker.retry_policy.decide(exc, delivery.attempt)
+        limit = self.worker.retry_policy.max_attempts
         if decision.retry:
             log.warning("job %s on %s failed (attempt %d of %d), retrying in %.3gs: %s",
                         delivery.job_id, delivery.queue, delivery.attempt, limit, decision.delay, error)
@@ -330,28 +374,28 @@ class QueueWorker(Transport, Generic[H]):
 
     # ------------------------------------------------------------------------------------------ settling outcomes
 
-    def _record(self, kind: str, delivery: Delivery[H], delay: float = 0.0) -> None:
-        settle = self._settle.get(delivery.queue)
+    def record(self, kind: str, delivery: Delivery[H], delay: float = 0.0) -> None:
+        settle = self.settle.get(delivery.queue)
         if settle is None:
-            settle = self._settle[delivery.queue] = _Settlements()
+            settle = self.settle[delivery.queue] = _Settlements()
         settle.pending.append((kind, delivery, delay))
 
-    async def _flush(self, settle: _Settlements[H]) -> None:
-        while settle.pending and not self._stopped:
-            if not await self._write(settle):
-                await asyncio.sleep(self.settle_retry)  # the storage failed: keep the outcomes, try again
+    async def flush(self, settle: _Settlements[H]) -> None:
+        while settle.pending and not self.stopped:
+            if not await self.write(settle):
+                await asyncio.sleep(self.worker.settle_retry)  # the storage failed: keep the outcomes, try again
 
-    async def _write(self, settle: _Settlements[H]) -> bool:
+    async def write(self, settle: _Settlements[H]) -> bool:
         """Write every pending outcome of one queue; keep those whose write failed. Return whether all were written."""
-        if self._missing is not None:
+        if self.missing is not None:
             return True  # a primitive is missing: nothing can be written, serve() is stopping with its message
         batch, settle.pending = settle.pending, []
         if len(batch) == 1 and batch[0][0] == _ACK:  # the common case at low load: one success, one call
             try:
-                await self.ack([batch[0][1]])
+                await self.worker.ack([batch[0][1]])
                 return True
             except NotImplementedError as exc:
-                self._missing_primitive(exc)
+                self.missing_primitive(exc)
                 return True
             except Exception as exc:
                 log.warning("ack of 1 job on %s failed, will retry: %s", batch[0][1].queue, describe_error(exc))
@@ -362,9 +406,9 @@ class QueueWorker(Transport, Generic[H]):
         failed: list[tuple[str, Delivery[H], float]] = []
         if acks:
             try:
-                await self.ack(acks)
+                await self.worker.ack(acks)
             except NotImplementedError as exc:
-                self._missing_primitive(exc)
+                self.missing_primitive(exc)
             except Exception as exc:
                 log.warning("ack of %d job(s) on %s failed, will retry: %s", len(acks), acks[0].queue,
                             describe_error(exc))
@@ -372,20 +416,20 @@ class QueueWorker(Transport, Generic[H]):
         for kind, delivery, delay in batch:
             try:
                 if kind == _RETRY:
-                    await self.retry(delivery, delay, delivery.error)
+                    await self.worker.retry(delivery, delay, delivery.error)
                 elif kind == _DEAD:
-                    await self.dead_letter(delivery, delivery.error)
+                    await self.worker.dead_letter(delivery, delivery.error)
             except NotImplementedError as exc:
-                self._missing_primitive(exc)
+                self.missing_primitive(exc)
             except Exception as exc:
                 log.warning("%s of job %s on %s failed, will retry: %s", kind, delivery.job_id, delivery.queue,
                             describe_error(exc))
                 failed.append((kind, delivery, delay))
         if backs:
             try:
-                await self.give_back(backs)
+                await self.worker.give_back(backs)
             except NotImplementedError as exc:
-                self._missing_primitive(exc)
+                self.missing_primitive(exc)
             except Exception as exc:
                 log.warning("giving back %d job(s) on %s failed, will retry: %s", len(backs), backs[0].queue,
                             describe_error(exc))
@@ -393,23 +437,23 @@ class QueueWorker(Transport, Generic[H]):
         settle.pending[:0] = failed
         return not failed
 
-    def _missing_primitive(self, exc: NotImplementedError) -> None:
+    def missing_primitive(self, exc: NotImplementedError) -> None:
         """A settling primitive is not written yet: stop serving and let serve() raise its message."""
-        if self._missing is None:
-            self._missing = exc
-            log.error("%s: %s", type(self).__qualname__, exc)
-        self._stop_receiving()
+        if self.missing is None:
+            self.missing = exc
+            log.error("%s: %s", type(self.worker).__qualname__, exc)
+        self.stop_receiving()
 
-    async def _flush_all(self, *, final: bool) -> None:
-        flushing = [s.flushing for s in self._settle.values() if s.flushing is not None]
+    async def flush_all(self, *, final: bool) -> None:
+        flushing = [s.flushing for s in self.settle.values() if s.flushing is not None]
         if flushing:
             await asyncio.gather(*flushing, return_exceptions=True)
         attempts = 3 if final else 1
-        for settle in self._settle.values():
+        for settle in self.settle.values():
             for _ in range(attempts):
-                if not settle.pending or await self._write(settle):
+                if not settle.pending or await self.write(settle):
                     break
-                await asyncio.sleep(self.settle_retry)
+                await asyncio.sleep(self.worker.settle_retry)
             if settle.pending:
                 log.error("%d outcome(s) on %s could not be written before the worker stopped; their leases will "
                           "expire and the jobs be delivered again", len(settle.pending), settle.pending[0][1].queue)
@@ -417,14 +461,13 @@ class QueueWorker(Transport, Generic[H]):
 
     # ------------------------------------------------------------------------------------------------ leases
 
-    def _held(self) -> dict[str, list[Delivery[H]]]:
-        """Jobs whose lease must stay alive: running, or finished with their outcome not yet written."""
+    def held(self) -> dict[str, list[Delivery[H]]]:
         held: dict[str, list[Delivery[H]]] = {}
-        for delivery in (*self._running.values(), *self._buffer):
+        for delivery in (*self.running.values(), *self.buffer):
             held.setdefault(delivery.queue, []).append(delivery)
-        for queue, settle in self._settle.items():
+        for queue, settle in self.settle.items():
             held.setdefault(queue, []).extend(d for _, d, _ in settle.pending)
         return held
 
-    async def _extend(self, queue: str, deliveries: Sequence[Delivery[H]]) -> None:
-        await self.extend_leases(deliveries)
+    async def extend(self, queue: str, deliveries: Sequence[Delivery[H]]) -> None:
+        await self.worker.extend_leases(deliveries)

@@ -14,8 +14,9 @@ from nestq_spec import ConfigError, env_var, load_settings, redact, setting, set
 
 __all__ = ["SCHEMES", "SHUTDOWN_MARGIN", "RedisConfig", "display_url", "load_config"]
 
-SCHEMES = ("redis", "rediss", "unix", "fakeredis")
-"""URL schemes the driver accepts; ``fakeredis://[name]`` runs on an embedded in-process server."""
+SCHEMES = ("redis", "rediss", "unix", "fakeredis", "redis+cluster", "rediss+cluster")
+"""URL schemes the driver accepts; ``fakeredis://[name]`` runs on an embedded in-process server,
+``redis+cluster://host:port[,host:port...]`` on a Redis Cluster."""
 
 _DAY = 86400.0
 
@@ -31,8 +32,9 @@ class RedisConfig:
 
     url: str = setting(
         default="redis://127.0.0.1:6379/0",
-        help="server URL: redis://[user:password@]host:port/db, rediss:// (TLS), unix:///path?db=0, or "
-        "fakeredis://[name] for an embedded in-process server (demos and quick tests)",
+        help="server URL: redis://[user:password@]host:port/db, rediss:// (TLS), unix:///path?db=0, "
+        "redis+cluster://[user:password@]host:port[,host:port...] (a Redis Cluster; rediss+cluster:// with TLS), "
+        "or fakeredis://[name] for an embedded in-process server (demos and quick tests)",
     )
     password: str = setting(default="", secret=True, help="password, when it is not in the URL (wins over the URL's)")
     key_prefix: str = setting(default="nestq", help="prefix of every key; queues live at <prefix>:{<queue>}:...")
@@ -70,6 +72,15 @@ class RedisConfig:
     )
     dead_letter_max: int = setting(
         default=100_000, min=0, help="most dead letters kept per queue (the oldest go first); 0: no cap"
+    )
+    wait_replicas: int = setting(
+        default=0, min=0, max=16, help="Redis Cluster only (ignored, with a warning, on a single server): replicas "
+        "that must hold each write (push, claim, ack, ...) before the call returns (WAIT), so a failover loses no "
+        "accepted push; 0: do not wait"
+    )
+    wait_timeout: float = setting(
+        default=1.0, min=0.001, max=60.0, help="Redis Cluster only: seconds a write waits for wait_replicas "
+        "replicas; on a shortfall the write stands on the master and a warning is logged"
     )
     connect_timeout: float = setting(default=5.0, min=0.1, help="seconds to wait for a TCP connection to Redis")
     socket_timeout: float = setting(
@@ -135,6 +146,15 @@ def _parse_url(config: RedisConfig) -> None:
         return
     from redis.connection import parse_url
 
+    from .cluster import is_cluster_url, parse_cluster_url
+
+    if is_cluster_url(config.url):
+        try:
+            parse_cluster_url(config.url)
+        except ValueError as exc:
+            # parse_cluster_url's messages never quote the userinfo: safe to show.
+            raise ConfigError(f"{_var('url')}={display_url(config.url)!r}: {exc}") from None
+        return
     try:
         parse_url(config.url)  # type: ignore[no-untyped-call]
     except Exception as exc:

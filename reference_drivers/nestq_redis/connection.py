@@ -17,6 +17,7 @@ from redis.backoff import ExponentialBackoff
 
 from nestq_spec import ConfigError, JobProducer, JSONValue, encode_job, validate_queue_name
 
+from .cluster import AnyRedis, NestqRedisCluster, NotAClusterError, is_cluster_url, make_cluster_client
 from .config import RedisConfig, display_url, load_config
 from .store import MAX_PRIORITY, RedisQueueStore
 
@@ -36,25 +37,47 @@ PERMANENT_ERRORS: tuple[type[Exception], ...] = (
 _EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 
 
-async def _warn_about_durability(client: redis.asyncio.Redis, where: str) -> None:
+async def _warn_about_durability(client: AnyRedis, where: str) -> None:
+    if isinstance(client, NestqRedisCluster):
+        # Each master holds its own queues: each is checked, and named in the warning.
+        for node in client.get_primaries():
+            await _warn_about_node(node, f"{where} (node {node.name})")
+    else:
+        await _warn_about_node(client, where)
+
+
+async def _warn_about_node(client: Any, where: str) -> None:
     # Issue 13 (item 6): said once at worker start, as Sidekiq and BullMQ do. An evicting policy drops queued
     # jobs silently under memory pressure; without persistence a restart loses every queued job.
     if type(client).__module__.startswith("fakeredis"):
         return
-    memory = await client.info("memory")
+    memory = await _info(client, "memory")
     policy = str(memory.get("maxmemory_policy", ""))
     if policy in _EVICTING:
         log.warning("Redis at %s has maxmemory-policy %s: under memory pressure it evicts queued jobs without a "
                     "trace; use noeviction (or volatile-*, which leaves the queues' keys alone)", where, policy)
-    persistence = await client.info("persistence")
+    persistence = await _info(client, "persistence")
     if not int(persistence.get("aof_enabled", 0)):
         try:
-            save: dict[Any, Any] = dict(await client.config_get("save"))
+            save: dict[Any, Any] = dict(await _config_get(client, "save"))
         except redis.exceptions.ResponseError:  # CONFIG disabled (managed Redis): AOF off is all we know
             save = {}
         if not (save.get("save") or save.get(b"save")):
             log.warning("Redis at %s has persistence off (no AOF, no RDB snapshots): a restart loses every queued "
                         "job; enable appendonly yes", where)
+
+
+async def _info(client: Any, section: str) -> dict[Any, Any]:
+    if isinstance(client, redis.asyncio.Redis):
+        return dict(await client.info(section))
+    # A cluster node (ClusterNode): its raw command, parsed by the node's own response callbacks.
+    return dict(await client.execute_command("INFO", section))
+
+
+async def _config_get(client: Any, name: str) -> dict[Any, Any]:
+    if isinstance(client, redis.asyncio.Redis):
+        return dict(await client.config_get(name))
+    return dict(await client.execute_command("CONFIG GET", name))
 
 
 async def check_access(store: RedisQueueStore, config: RedisConfig, queues: Sequence[str]) -> None:
@@ -79,6 +102,8 @@ async def check_access(store: RedisQueueStore, config: RedisConfig, queues: Sequ
             f"Redis at {where} {kind}: {type(exc).__name__}: {exc}; check NESTQ_REDIS__URL, "
             "NESTQ_REDIS__PASSWORD and the server's ACL"
         ) from None
+    except NotAClusterError as exc:
+        raise ConfigError(f"{exc}; check NESTQ_REDIS__URL") from None
     except (redis.exceptions.RedisError, OSError):
         return
 
@@ -98,13 +123,23 @@ def fake_server(url: str) -> Any:
     return server
 
 
-def make_client(config: RedisConfig, *, resend: bool = True) -> redis.asyncio.Redis:
+def make_client(config: RedisConfig, *, resend: bool = True) -> AnyRedis:
     """A new ``redis.asyncio`` client for ``config.url`` (bytes replies, bounded timeouts, short retries).
 
     ``resend=False``: a command whose connection fails is never sent again by the client (the worker's client:
     a claim that executed but whose reply was lost must not be re-sent blindly; the worker's loops retry what
-    is safe to retry). A ``fakeredis://`` URL gives a client of the process's embedded server for that URL.
+    is safe to retry). A ``fakeredis://`` URL gives a client of the process's embedded server for that URL; a
+    ``redis+cluster://`` URL a :class:`~nestq_redis.cluster.NestqRedisCluster`.
     """
+    if is_cluster_url(config.url):
+        return make_cluster_client(
+            config.url, password=config.password, socket_timeout=config.socket_timeout,
+            connect_timeout=config.connect_timeout, wait_replicas=config.wait_replicas,
+            wait_timeout=config.wait_timeout, resend=resend, where=display_url(config.url),
+        )
+    if config.wait_replicas:
+        log.warning("NESTQ_REDIS__WAIT_REPLICAS=%d is ignored: it applies to a Redis Cluster (redis+cluster:// "
+                    "URLs) and %s names a single server", config.wait_replicas, display_url(config.url))
     if config.url.lower().startswith("fakeredis://"):
         import fakeredis
 
@@ -132,14 +167,14 @@ class RedisConnection(JobProducer):
 
     def __init__(self, config: RedisConfig | None = None) -> None:
         self.config = config if config is not None else load_config()
-        self._client: redis.asyncio.Redis | None = None
+        self._client: AnyRedis | None = None
         self._store: RedisQueueStore | None = None
 
     def __repr__(self) -> str:
         return f"RedisConnection(url={display_url(self.config.url)!r}, key_prefix={self.config.key_prefix!r})"
 
     @property
-    def client(self) -> redis.asyncio.Redis:
+    def client(self) -> AnyRedis:
         """The Redis client (created on first use, in the running event loop)."""
         if self._client is None:
             self._client = make_client(self.config)
@@ -161,7 +196,7 @@ class RedisConnection(JobProducer):
 
         return RedisQueueAdmin(self.store)
 
-    def new_client(self, *, resend: bool = True) -> redis.asyncio.Redis:
+    def new_client(self, *, resend: bool = True) -> AnyRedis:
         """A separate client with the same settings (the worker's own); the caller closes it.
 
         ``resend=False``: the client never re-sends a command after a connection error (see :func:`make_client`).

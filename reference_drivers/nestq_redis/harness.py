@@ -2,7 +2,9 @@
 
 Where the storage comes from, first match wins:
 
-1. ``NESTQ_REDIS__URL`` when set (a real server, or ``fakeredis://`` for the embedded one);
+0. ``NESTQ_REDIS_CLUSTER=1``: a private Redis Cluster the harness starts (three masters, three replicas, on free
+   ports; ``redis+cluster://`` URL), so the whole suite runs on a cluster, storage restarts included;
+1. ``NESTQ_REDIS__URL`` when set (a real server, a ``redis+cluster://`` cluster, or ``fakeredis://``);
 2. a private ``redis-server`` the harness starts on a free port (``appendonly yes``, ``appendfsync always``),
    when the binary is installed: the only way ``storage_restart`` can be tested without touching a shared server;
 3. the local server at 127.0.0.1:6379, when it answers PING;
@@ -27,14 +29,16 @@ from nestq_conformance.harness import DeadLetterInfo, DriverHarness, SuiteSettin
 
 from nestq_spec import Container, JSONValue, ModuleLike
 
+from .cluster import is_cluster_url
 from .config import RedisConfig, display_url
 from .connection import MAX_PRIORITY, RedisConnection, fake_server
 from .module import RedisQueueModule, RedisQueueWorkerModule
-from .server import RedisServer, ping, redis_server_binary
+from .server import PrivateRedisCluster, RedisServer, ping, redis_server_binary
 
 __all__ = ["RedisHarness", "harness"]
 
 _URL_VAR = "NESTQ_REDIS__URL"
+_CLUSTER_VAR = "NESTQ_REDIS_CLUSTER"
 _PREFIX_VAR = "NESTQ_REDIS__KEY_PREFIX"
 _LOCAL = ("127.0.0.1", 6379)
 PAYLOAD_LIMIT = 4 * 1024 * 1024
@@ -44,7 +48,7 @@ PAYLOAD_LIMIT = 4 * 1024 * 1024
 @dataclass(frozen=True, slots=True)
 class _Plan:
     kind: str
-    """``env``, ``private``, ``local`` or ``fake``."""
+    """``cluster``, ``env``, ``private``, ``local`` or ``fake``."""
     url: str
     why: str
 
@@ -82,6 +86,7 @@ class RedisHarness(DriverHarness):
     def __init__(self) -> None:
         self._plan: _Plan | None = None
         self._server: RedisServer | None = None
+        self._cluster: PrivateRedisCluster | None = None
         self._bridge: _FakeBridge | None = None
         self._prefix: str | None = None
         self._capabilities: Capabilities | None = None
@@ -93,7 +98,12 @@ class RedisHarness(DriverHarness):
             return self._plan
         ci = os.environ.get("CI", "").lower() == "true"
         url = os.environ.get(_URL_VAR)
-        if url:
+        if os.environ.get(_CLUSTER_VAR, "").lower() in ("1", "true", "yes") and not url:
+            if not redis_server_binary():
+                raise RuntimeError(f"{_CLUSTER_VAR}=1 but there is no redis-server binary to start a cluster with")
+            plan = _Plan("cluster", "", "a private Redis Cluster (3 masters, 3 replicas) started by the harness on "
+                         f"free ports, because {_CLUSTER_VAR}=1")
+        elif url:
             kind = "fake" if url.lower().startswith("fakeredis://") else "env"
             why = f"from {_URL_VAR}"
             if kind == "fake":
@@ -122,6 +132,8 @@ class RedisHarness(DriverHarness):
         plan = self._choose()
         if plan.kind == "private" and self._server is None:
             self._server = RedisServer().start()
+        if plan.kind == "cluster" and self._cluster is None:
+            self._cluster = PrivateRedisCluster().start()
         if plan.kind == "fake" and self._bridge is None:
             self._bridge = _FakeBridge(plan.url)
         return plan
@@ -133,6 +145,9 @@ class RedisHarness(DriverHarness):
         if plan.kind == "private":
             assert self._server is not None
             return self._server.url
+        if plan.kind == "cluster":
+            assert self._cluster is not None
+            return self._cluster.url
         return plan.url
 
     @property
@@ -161,7 +176,7 @@ class RedisHarness(DriverHarness):
                 cross_process=True,
                 max_payload_bytes=PAYLOAD_LIMIT,
                 max_concurrency=True,
-                storage_restart=self._choose().kind == "private",
+                storage_restart=self._choose().kind in ("private", "cluster"),
             ).validate()
         return self._capabilities
 
@@ -176,6 +191,10 @@ class RedisHarness(DriverHarness):
             where = f"redis-server {self._server.version()} at {self._server.url}"
         elif plan.kind == "private":
             where = "redis-server (not started yet)"
+        elif plan.kind == "cluster" and self._cluster is not None:
+            where = f"Redis Cluster of redis-server {self._cluster.nodes[0].version()} at {self._cluster.url}"
+        elif plan.kind == "cluster":
+            where = "Redis Cluster (not started yet)"
         elif plan.kind == "fake":
             bridge = self._bridge.url if self._bridge is not None else "a free port"
             where = f"fakeredis at {plan.url} (worker subprocesses reach it through a TcpFakeServer on {bridge})"
@@ -194,6 +213,9 @@ class RedisHarness(DriverHarness):
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._cluster is not None:
+            self._cluster.stop()
+            self._cluster = None
         if self._bridge is not None:
             self._bridge.stop()
             self._bridge = None
@@ -203,7 +225,10 @@ class RedisHarness(DriverHarness):
     # ------------------------------------------------------------------ modules
 
     def _pinned(self, settings: SuiteSettings) -> dict[str, object]:
+        # On a cluster every write waits for one replica (WAIT), the setting a cluster deployment should use.
+        durable = {"wait_replicas": 1} if is_cluster_url(self.url) else {}
         return {
+            **durable,
             "url": self.url,
             "key_prefix": self.key_prefix,
             "concurrency": settings.concurrency,
@@ -264,7 +289,13 @@ class RedisHarness(DriverHarness):
         await container.get(RedisConnection).push_raw(queue, data)
 
     async def restart_storage(self) -> None:
-        """Kill the private redis-server (SIGKILL) and start it again on the same port and AOF files."""
+        """Kill the private redis-server (SIGKILL) and start it again on the same port and AOF files.
+
+        On the private cluster: every node at once, then wait until the cluster serves every slot again.
+        """
+        if self._choose().kind == "cluster" and self._cluster is not None:
+            await asyncio.to_thread(self._cluster.restart)
+            return
         if self._choose().kind != "private" or self._server is None:
             raise NotImplementedError("restart_storage hook: only a redis-server the harness started can restart")
         await asyncio.to_thread(self._server.restart)
@@ -274,6 +305,8 @@ class RedisHarness(DriverHarness):
         plan = self._choose()
         if plan.kind == "fake":
             raise NotImplementedError("storage_identity probe: the embedded fakeredis has no run id")
+        if plan.kind == "cluster" and self._cluster is not None:
+            return f"run_ids {await asyncio.to_thread(self._cluster.run_ids)}"
         import redis.asyncio as aioredis
 
         client: Any = aioredis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
@@ -286,6 +319,28 @@ class RedisHarness(DriverHarness):
 
 def _delete_prefix(url: str, prefix: str) -> None:
     import redis
+
+    from .cluster import is_cluster_url, parse_cluster_url
+
+    if is_cluster_url(url):
+        # Each master holds some of the keys: scan and delete on each, one key at a time (no cross-slot DEL).
+        try:
+            parsed = parse_cluster_url(url)
+            cluster: Any = redis.RedisCluster(
+                startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in parsed["nodes"]],  # type: ignore[no-untyped-call]
+                username=parsed["username"], password=parsed["password"], ssl=parsed["ssl"],
+                socket_timeout=5, socket_connect_timeout=2,
+            )
+        except (ValueError, redis.RedisError, redis.exceptions.RedisClusterException, OSError):
+            return
+        try:
+            for key in cluster.scan_iter(match=f"{prefix}:*", count=1000):
+                cluster.delete(key)
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError):
+            pass
+        finally:
+            cluster.close()
+        return
 
     try:
         client: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)

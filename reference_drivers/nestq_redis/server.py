@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,7 +21,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["LinkProxy", "RedisServer", "RedisServerError", "free_port", "ping", "redis_server_binary"]
+__all__ = [
+    "LinkProxy",
+    "PrivateRedisCluster",
+    "RedisServer",
+    "RedisServerError",
+    "free_port",
+    "node_command",
+    "ping",
+    "redis_server_binary",
+]
 
 
 class RedisServerError(RuntimeError):
@@ -176,6 +186,207 @@ class RedisServer:
         return out.strip() or "unknown"
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _cluster_port(taken: set[int]) -> int:
+    # A cluster node also listens on its port + 10000 (the cluster bus), so both must be free and the port at
+    # most 55535; the kernel's ephemeral range starts above that, hence a random pick in a lower range.
+    for _ in range(1000):
+        port = random.randint(20000, 45000)
+        if port in taken or port + 10000 in taken:
+            continue
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        taken.update((port, port + 10000))
+        return port
+    raise RedisServerError("found no free pair of ports (port, port + 10000) for a cluster node")
+
+
+def node_command(port: int, *command: str, timeout: float = 2.0) -> str:
+    """Send one command to the server on 127.0.0.1:``port`` and return its reply as text.
+
+    Status, error, integer and bulk-string replies only (not arrays). A plain-socket exchange: the cluster
+    helpers run outside any event loop and before any client exists.
+    """
+    parts = [f"*{len(command)}\r\n".encode()]
+    for word in command:
+        raw = word.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"".join(parts))
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if data.startswith((b"+", b"-", b":")) and data.endswith(b"\r\n"):
+                break
+            if data.startswith(b"$"):
+                head, _, rest = data.partition(b"\r\n")
+                if int(head[1:]) < 0 or len(rest) >= int(head[1:]) + 2:
+                    break
+    head, _, rest = data.partition(b"\r\n")
+    if head.startswith(b"$"):
+        return rest[: int(head[1:])].decode(errors="replace") if int(head[1:]) >= 0 else ""
+    return head[1:].decode(errors="replace")
+
+
+def _info(port: int, section: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    text = node_command(port, "CLUSTER", "INFO") if section == "cluster" else node_command(port, "INFO", section)
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+class PrivateRedisCluster:
+    """A private Redis Cluster on 127.0.0.1: ``masters`` masters with ``replicas`` replicas each, on free ports.
+
+    Every node is a :class:`RedisServer` (AOF, fsync always, noeviction) started with ``--cluster-enabled yes``;
+    ``redis-cli --cluster create`` joins them. The node timeout is short (``node_timeout_ms``) so that a killed
+    master's replica takes over within a few seconds, and ``cluster-require-full-coverage no`` keeps the slots of
+    the live masters serving while one master is down. Use as a context manager, or :meth:`start` / :meth:`stop`.
+    """
+
+    def __init__(
+        self, *, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 1000, startup_timeout: float = 30.0
+    ) -> None:
+        binary = redis_server_binary()
+        if binary is None:
+            raise RedisServerError("no redis-server binary (install redis, or set NESTQ_REDIS_SERVER_BIN)")
+        cli = Path(binary).with_name("redis-cli")
+        found = str(cli) if cli.exists() else shutil.which("redis-cli")
+        if found is None:
+            raise RedisServerError("no redis-cli beside redis-server: it is needed to create a cluster")
+        self.cli = found
+        self.masters = masters
+        self.replicas = replicas
+        self.startup_timeout = startup_timeout
+        args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(node_timeout_ms), "--cluster-require-full-coverage", "no",
+                # A replica may always take over, however long its link was down: the tests kill masters on purpose.
+                "--cluster-replica-validity-factor", "0",
+                # A replica's first sync starts at once, not after the default 5 s wait for more replicas.
+                "--repl-diskless-sync-delay", "0")
+        taken: set[int] = set()
+        self.nodes = [RedisServer(binary=binary, port=_cluster_port(taken), extra_args=args)
+                      for _ in range(masters * (1 + replicas))]
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://127.0.0.1:<port>,...`` listing every node (any one of them is enough to connect)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self) -> PrivateRedisCluster:
+        """Start every node, create the cluster, and return once every slot is served and every replica synced."""
+        try:
+            for node in self.nodes:
+                node.start()
+            create = [self.cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                      "--cluster-replicas", str(self.replicas), "--cluster-yes"]
+            done = subprocess.run(create, capture_output=True, text=True, timeout=self.startup_timeout, check=False)
+            if done.returncode != 0:
+                raise RedisServerError(f"redis-cli --cluster create failed ({done.returncode}):\n"
+                                       f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        """Wait until every live node says ``cluster_state:ok`` and every live replica's link is up."""
+        deadline = time.monotonic() + (self.startup_timeout if timeout is None else timeout)
+        last = "no node answered"
+        while True:
+            live = [n for n in self.nodes if n.process is not None]
+            try:
+                states = {n.port: _info(n.port, "cluster").get("cluster_state") for n in live}
+                links = {}
+                for n in live:
+                    repl = _info(n.port, "replication")
+                    if repl.get("role") == "slave":
+                        links[n.port] = repl.get("master_link_status")
+                masters = [n for n in live if _info(n.port, "replication").get("role") == "master"
+                           and int(_info(n.port, "cluster").get("cluster_slots_assigned", "0")) > 0]
+                last = f"cluster states {states}, replica links {links}"
+                if all(s == "ok" for s in states.values()) and all(v == "up" for v in links.values()) and masters:
+                    return
+            except OSError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise RedisServerError(f"the private cluster did not become healthy: {last}")
+            time.sleep(0.05)
+
+    def slot_of(self, key: str) -> int:
+        """The cluster slot of ``key`` (as the server computes it, hash tags included)."""
+        return int(node_command(self.nodes[0].port, "CLUSTER", "KEYSLOT", key))
+
+    def master_of(self, key: str) -> RedisServer:
+        """The live node that serves ``key``'s slot as a master."""
+        slot = self.slot_of(key)
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            if _info(node.port, "replication").get("role") != "master":
+                continue
+            for line in node_command(node.port, "CLUSTER", "NODES").splitlines():
+                fields = line.split()
+                if "myself" not in fields[2]:
+                    continue
+                for part in fields[8:]:
+                    low, _, high = part.partition("-")
+                    if part[0].isdigit() and int(low) <= slot <= int(high or low):
+                        return node
+        raise RedisServerError(f"no live master serves slot {slot} of {key!r}")
+
+    def wait_failover(self, key: str, old: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Wait until a node other than ``old`` serves ``key``'s slot as a master and the cluster is ok again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                new = self.master_of(key)
+                states = [_info(n.port, "cluster").get("cluster_state") for n in self.nodes if n.process is not None]
+                if new is not old and all(s == "ok" for s in states):
+                    return new
+            except (OSError, RedisServerError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RedisServerError(f"no replica took over the slot of {key!r} within {timeout}s")
+            time.sleep(0.05)
+
+    def restart(self) -> None:
+        """SIGKILL every node and start them again on the same ports, data and ``nodes.conf``; wait until ok."""
+        for node in self.nodes:
+            node.kill()
+        for node in self.nodes:
+            node.restarts += 1
+            node.start()
+        self.wait_healthy()
+
+    def stop(self) -> None:
+        """Stop every node and delete its data folder."""
+        for node in self.nodes:
+            node.stop()
+
+    def run_ids(self) -> str:
+        """The ``run_id`` of every live node (each start gets a new one), in node order."""
+        return ",".join(_info(n.port, "server").get("run_id", "?") for n in self.nodes if n.process is not None)
+
+    def __enter__(self) -> PrivateRedisCluster:
         return self.start()
 
     def __exit__(

@@ -32,11 +32,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import redis.asyncio
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from . import scripts
+from .cluster import AnyRedis
 
 log = logging.getLogger("nestq.redis")
 
@@ -233,9 +233,12 @@ class RedisQueueStore:
     """
 
     def __init__(
-        self, client: redis.asyncio.Redis, *, prefix: str = "nestq", dead_letter_max: int = 0, max_job_bytes: int = 0
+        self, client: AnyRedis, *, prefix: str = "nestq", dead_letter_max: int = 0, max_job_bytes: int = 0
     ) -> None:
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
+        # A cluster client keeps its connection settings on itself, a plain client on its pool.
+        pool = getattr(client, "connection_pool", None)
+        connection_kwargs = pool.connection_kwargs if pool is not None else getattr(client, "connection_kwargs", {})
+        if connection_kwargs.get("decode_responses"):
             raise ValueError("RedisQueueStore needs a client created with decode_responses=False")
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"invalid key prefix {prefix!r}: must be non-empty and contain no braces")
@@ -277,7 +280,7 @@ class RedisQueueStore:
         self._trim_dead = _OomScript(self, scripts.TRIM_DEAD)
 
     @property
-    def client(self) -> redis.asyncio.Redis:
+    def client(self) -> AnyRedis:
         """The Redis client this store runs on."""
         return self._client
 

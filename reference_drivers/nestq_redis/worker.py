@@ -188,6 +188,7 @@ class RedisWorker(Transport):
     def __init__(self, connection: RedisConnection, config: RedisConfig | None = None) -> None:
         self.connection = connection
         self.config = config if config is not None else connection.config
+        self.shutdown_grace = self.config.shutdown_grace
 
     def __repr__(self) -> str:
         return f"RedisWorker(url={display_url(self.config.url)!r}, key_prefix={self.config.key_prefix!r})"

@@ -100,6 +100,7 @@ BUGS = [
     # The Redis driver whose heartbeat stops while every slot is busy.
     Bug("heartbeat_on_claim", ("DUR-006",), frozenset({"DUR-006"}), ("DUR-006",), sample=()),
     Bug("leaky_connection", ("LIF-009",), frozenset({"LIF-009"}), ("LIF",)),
+    Bug("stray_task", ("LIF-008",), frozenset({"LIF-008"}), ("LIF",)),
     # The mutation survivors of issue 12, each now failing the rule written (or sharpened) for it.
     Bug("cut_off_is_failure", ("LIF-010",), frozenset({"LIF-010"}), ("LIF",)),
     Bug("no_grace", ("LIF-011",), frozenset({"LIF-011"}), ("LIF",)),

@@ -189,6 +189,27 @@ async def test_a_producer_only_app_has_nothing_to_serve(caplog: pytest.LogCaptur
 
 
 @pytest.mark.asyncio
+async def test_a_grace_the_shutdown_timeout_would_cut_short_is_a_warning_naming_the_transport(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log: list[str] = []
+    fits, overruns, no_grace = Scripted("fits", log), Scripted("overruns", log), Scripted("no-grace", log)
+    fits.shutdown_grace, overruns.shutdown_grace = 8.0, 9.5
+    app = _app(fits, overruns, no_grace)
+    cancel = CancellationToken()
+    with caplog.at_level(logging.WARNING, logger="nestq"):
+        serving = asyncio.create_task(app.serve(cancel, shutdown_timeout=10.0))
+        await within(asyncio.gather(fits.started.wait(), overruns.started.wait()), "the transports to start serving")
+        cancel.cancel()
+        await within(serving, "serve to return after cancel")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "transport overruns's shutdown_grace=9.5 plus 1s to give the rest back is not below the app's " \
+           "shutdown_timeout=10.0" in warnings[0]
+    assert "--shutdown-timeout" in warnings[0]
+
+
+@pytest.mark.asyncio
 async def test_a_failing_configure_stops_the_boot() -> None:
     class Broken(Transport):
         async def configure(self, container: Container) -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,9 +136,39 @@ def test_a_subcommand_whose_dependency_is_missing_stays_quiet_until_used(
     assert "pip install 'nestq[ghost]'" in err
 
 
+def _fine_command(sub: Any) -> None:
+    parser = sub.add_parser("fine", help="a plugin that loads")
+    parser.set_defaults(func=lambda args: 0)
+
+
 def test_a_broken_subcommand_is_reported_and_the_others_still_work(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _with_commands(monkeypatch, EntryPoint("broken", "nestq_spec.cli:no_such_function", "nestq.commands"))
+    _with_commands(monkeypatch, EntryPoint("broken", "nestq_spec.cli:no_such_function", "nestq.commands"),
+                   EntryPoint("fine", "tests.spec.test_cli:_fine_command", "nestq.commands"))
+    assert main(["fine"]) == 0
     assert main(["run", "tests.example_app.app:ApiModule"]) == 0
+    assert "broken" not in capsys.readouterr().err  # only the named subcommand is imported
+    with pytest.raises(SystemExit):
+        main(["broken"])
     assert "subcommand 'broken' (nestq_spec.cli:no_such_function) failed to load" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])  # the help loads every subcommand, to list each with its own description
+    captured = capsys.readouterr()
+    assert "failed to load" in captured.err
+    assert "a plugin that loads" in captured.out
+
+
+def test_nestq_run_imports_no_subcommand_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded: list[str] = []
+
+    class Recording(EntryPoint):
+        def load(self) -> Any:
+            loaded.append(self.name)
+            return super().load()
+
+    _with_commands(monkeypatch, Recording("fine", "tests.spec.test_cli:_fine_command", "nestq.commands"))
+    assert main(["-v", "run", "tests.example_app.app:ApiModule"]) == 0
+    assert loaded == []
+    assert main(["fine"]) == 0
+    assert loaded == ["fine"]

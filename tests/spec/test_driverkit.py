@@ -82,6 +82,9 @@ def test_lease_and_grace_checks_name_both_settings() -> None:
     check_grace(10.0, 30.0)
     with pytest.raises(ConfigError, match=r"shutdown_grace=40\.0 is not below"):
         check_grace(40.0, 30.0)
+    check_grace(28.0, 30.0, margin=1.0)
+    with pytest.raises(ConfigError, match=r"shutdown_grace=29\.5 plus 1s to give the rest back is not below"):
+        check_grace(29.5, 30.0, margin=1.0)
 
 
 # ---------------------------------------------------------------------------------------------------- polling
@@ -149,6 +152,33 @@ async def test_one_failing_queue_does_not_stop_heartbeats_of_another() -> None:
     finally:
         await keeper.stop()
     assert keeper.failures >= 3
+
+
+@pytest.mark.asyncio
+async def test_a_slow_extension_is_not_cancelled_and_does_not_hold_back_another_queue() -> None:
+    release = asyncio.Event()
+    calls: dict[str, int] = {"slow": 0, "quick": 0}
+    finished: list[str] = []
+
+    async def extend(queue: str, items: Sequence[str]) -> None:
+        calls[queue] += 1
+        if queue == "slow":
+            await release.wait()  # a write that takes many heartbeat intervals (a loaded storage)
+        finished.append(queue)
+
+    keeper = LeaseKeeper(0.01, lambda: {"slow": ["s1"], "quick": ["q1"]}, extend)
+    keeper.start()
+    try:
+        await eventually(lambda: calls["quick"] >= 5 and keeper.skipped >= 3, 5.0,
+                         "5 beats on the quick queue while the slow queue's extension hangs")
+        assert calls["slow"] == 1, "a second extension was stacked on the one in flight"
+        release.set()
+        await eventually(lambda: "slow" in finished, 5.0, "the slow extension to finish, not cancelled")
+        await eventually(lambda: calls["slow"] >= 2, 5.0, "the slow queue to be extended again once free")
+    finally:
+        release.set()
+        await keeper.stop()
+    assert keeper.failures == 0
 
 
 # ------------------------------------------------------------------------------------------ the worker loop
@@ -255,7 +285,7 @@ async def test_outcomes_reach_the_primitives_and_leases_stop_when_jobs_finish() 
     await eventually(lambda: "j1" in store.acked and len(store.dead) == 2, 5.0, "every outcome written",
                      seen=lambda: (store.acked, store.dead))
     beats = store.extended["j1"]
-    await eventually(lambda: worker._held() == {} or all(not v for v in worker._held().values()), 5.0,
+    await eventually(lambda: worker.held() == {} or all(not v for v in worker.held().values()), 5.0,
                      "nothing held once settled")
     cancel.cancel()
     await asyncio.wait_for(serving, 5.0)
@@ -325,6 +355,67 @@ async def test_jobs_cut_off_after_the_grace_are_given_back_with_the_attempt_refu
     assert store.acked == []
     assert store.dead == []
     assert store.retried == []
+
+
+class CollidingWorker(StoreWorker):
+    """A driver whose own private names are the ones the loop used to keep on the worker."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self._buffer: list[str] = ["the driver's own buffer"]
+        self._running = "the driver's own flag"
+        self._settle = None
+        self._stopped = True
+        self._receiving = True
+        self._waiters = 3
+        self._missing = "not an exception"
+
+    def _next(self) -> str:
+        return "the driver's own rotation"
+
+    def _record(self, *args: object) -> None:
+        raise AssertionError("the loop called the driver's _record")
+
+
+def test_a_driver_still_overriding_the_old_private_held_is_refused_at_class_creation() -> None:
+    with pytest.raises(TypeError, match=r"OldDriver defines _held\(\), which QueueWorker no longer calls: override "
+                                        r"held\(\) instead"):
+        class OldDriver(StoreWorker):
+            def _held(self) -> dict[str, list[Delivery[str]]]:
+                return {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("sandbox")
+async def test_a_drivers_private_names_never_collide_with_the_loop() -> None:
+    store = Store()
+    release = asyncio.Event()
+
+    @processor
+    class Jobs:
+        @process(queue="kit-names")
+        async def run(self, job: dict[str, Any]) -> None:
+            if job["n"] == 0:
+                await release.wait()
+
+    worker = CollidingWorker(store)
+    app = _app(worker, Jobs)
+    for n in range(5):
+        store.push("kit-names", f"c{n}", {"n": n})
+    cancel = CancellationToken()
+    serving = asyncio.create_task(app.serve(cancel))
+    await eventually(lambda: sorted(store.acked) == ["c1", "c2", "c3", "c4"], 5.0, "the quick jobs acknowledged",
+                     seen=lambda: store.acked)
+    assert worker.busy == 1
+    assert [d.job_id for d in worker.held()["kit-names"]] == ["c0"]
+    await eventually(lambda: store.extended.get("c0", 0) >= 2, 5.0, "the held job's lease extended")
+    release.set()
+    await eventually(lambda: "c0" in store.acked, 5.0, "the held job acknowledged")
+    cancel.cancel()
+    await asyncio.wait_for(serving, 5.0)
+    assert worker._buffer == ["the driver's own buffer"]
+    assert worker._running == "the driver's own flag"
+    assert worker.busy == 0
 
 
 def test_a_heartbeat_without_extend_leases_is_refused() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from nestq_conformance.kit import Behaviour, Gate, Recorder, Scenario, ServeTask, eventually, key_of
+from nestq_conformance.lineage import ServeLineage
 from nestq_conformance.rules import rule
 from nestq_spec import CancellationToken
 
@@ -237,25 +238,19 @@ def test_lif_008_no_task_left_running_after_serve(nq: Scenario) -> None:
 
     async def scenario() -> None:
         queue = nq.queue()
-        before = asyncio.all_tasks()
         rec = Recorder()
-        worker = await nq.start_worker(rec.processor(queue))
-        # Pushed from an app of its own, closed before the check: a client's background tasks (an AMQP reader,
-        # a heartbeat) belong to the producer's connection, which outlives serve(), not to the worker.
-        async with nq.producer_app() as producer_app:
-            for i in range(5):
-                await producer_app.producer.push_json(queue, {"n": i})
-            await producer_app.app.close()
-        await nq.eventually(lambda: rec.count(queue, outcome="ok") == 5, "5 jobs", seen=rec.summary)
-        await nq.halt_worker(worker)
-        me = asyncio.current_task()
-
-        def leftovers() -> list[asyncio.Task[object]]:
-            return [t for t in asyncio.all_tasks() - before if t is not me and not t.done()]
-
+        # Only tasks started inside serve() count (by lineage, see ServeLineage): a client's own tasks on a
+        # connection the app opened (a reader, a pinger) end when the app closes it, which is LIF-009's check.
+        with ServeLineage(asyncio.get_running_loop()) as lineage:
+            worker = await nq.start_worker(rec.processor(queue))
+            async with nq.producer_app() as producer_app:
+                for i in range(5):
+                    await producer_app.producer.push_json(queue, {"n": i})
+            await nq.eventually(lambda: rec.count(queue, outcome="ok") == 5, "5 jobs", seen=rec.summary)
+            await nq.halt_worker(worker)
         await nq.eventually(
-            lambda: not leftovers(), "the worker's tasks to finish after serve() returned",
-            within=nq.seconds(0.5), seen=lambda: [t.get_name() for t in leftovers()],
+            lambda: not lineage.running(), "the tasks started inside serve() to finish after it returned",
+            within=nq.seconds(0.5), seen=lineage.describe,
         )
 
     nq.run(scenario)

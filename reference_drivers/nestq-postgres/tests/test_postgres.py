@@ -264,3 +264,39 @@ async def test_the_operator_api_lists_redrives_and_purges_dead_letters(server: P
         assert (await admin.queue("ops")).ready == 2
     finally:
         await conn.aclose()
+
+
+async def test_the_workers_own_writes_commit_without_waiting_for_the_flush_and_pushes_do(
+    server: PostgresServer, schema: str
+) -> None:
+    from nestq_postgres.worker import PostgresWorker
+
+    config = load_config(settings(server, schema), env={})
+    conn = PostgresConnection(config)
+    worker = PostgresWorker(conn, config)
+    try:
+        pool = await conn.client()
+        await conn.push_json("orders", {"n": 1})
+        async with pool.acquire() as own:
+            # Each statement as the worker sends it, but inside a transaction of ours, to read the setting it left.
+            async with own.transaction():
+                await conn.push_json("orders", {"n": 2}, connection=own)
+                assert await own.fetchval("SHOW synchronous_commit") == "on", "a push must flush at commit"
+            token = uuid.uuid4()
+            statements: list[tuple[str, tuple[object, ...] | None]] = [
+                (worker._sql_claim, (["orders"], 2, token, 30.0)),
+                (worker._sql_extend, None),
+                (worker._sql_ack, None),
+            ]
+            for sql, args in statements:
+                async with own.transaction():
+                    if args is None:
+                        ids = [r["id"] for r in await own.fetch(f"SELECT id FROM {schema}.jobs")]
+                        args = (ids, [token] * len(ids)) + ((30.0,) if sql is worker._sql_extend else ())
+                    await own.execute(sql, *args)
+                    assert await own.fetchval("SHOW synchronous_commit") == "off", sql
+                # transaction-local: a pooled connection keeps nothing of it
+                assert await own.fetchval("SHOW synchronous_commit") == "on"
+        assert await pool.fetchval(f"SELECT count(*) FROM {schema}.jobs") == 0
+    finally:
+        await conn.aclose()

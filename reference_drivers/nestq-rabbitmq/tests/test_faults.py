@@ -171,3 +171,52 @@ def test_a_push_while_the_connection_is_down_fails_within_push_timeout_then_work
                 await producer.aclose()
 
     asyncio.run(scenario())
+
+
+class _CountingProxy(LinkProxy):
+    """A :class:`LinkProxy` that notes when each connection it refuses (while cut) arrived."""
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__(upstream_port)
+        self.refused: list[float] = []
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            self.refused.append(time.monotonic())
+        await super()._accept(reader, writer)
+
+
+def test_reconnection_attempts_back_off_while_the_broker_stays_away(broker_url: str) -> None:
+    port = int(broker_url.split("@")[-1].split(":")[1].split("/")[0]) if "@" in broker_url else 5672
+    base, cap, attempts = 0.1, 1.0, 7
+    prefix = f"nqback{os.getpid()}x{int(time.time())}"  # a run cut short leaves nothing a later run would count
+
+    async def scenario() -> None:
+        proxy = _CountingProxy(port)
+        async with proxy:
+            url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
+            config = load_config({"url": url, "reconnect_interval": base, "reconnect_cap": cap, "prefix": prefix},
+                                 env={})
+            producer = RabbitmqConnection(config)
+            try:
+                await producer.push_json("back", {"n": 0})
+                proxy.cut()
+                await _wait_for(lambda: len(proxy.refused) >= attempts, 30,
+                                f"{attempts} reconnection attempts while the link is cut")
+                gaps = [b - a for a, b in zip(proxy.refused, proxy.refused[1:attempts], strict=False)]
+                # A fixed pause of `base` would put these attempts ~0.6 s apart in all; growing pauses (at least
+                # half the outage so far, after jitter) need well over twice that.
+                assert sum(gaps) > 12 * base, f"attempts were not backing off: gaps {gaps}"
+                assert max(gaps) <= cap + 0.5, f"a pause exceeded reconnect_cap={cap}: gaps {gaps}"
+                assert gaps[-1] > gaps[0], f"pauses did not grow: gaps {gaps}"
+                proxy.restore()
+                await asyncio.wait_for(producer.push_json("back", {"n": 1}), cap + 10)  # reconnected by itself
+                assert (await RabbitmqAdmin(producer).depth("back")).ready == 2
+            finally:
+                proxy.restore()
+                channel = await (await producer.connection()).channel()
+                for name in (f"{prefix}.q.back", f"{prefix}.dead.back"):
+                    await channel.queue_delete(name)
+                await producer.aclose()
+
+    asyncio.run(scenario())

@@ -51,12 +51,6 @@ class NatsHarness(DriverHarness):
 
     name = "nats"
     settings_class = NatsConfig
-    expected_failures: Mapping[str, str] = {
-        "LIF-008": "the check counts every task created since the worker app booted, and nats-py's client runs its "
-        "own tasks (reader, flusher, pinger, pending-flush) for as long as the connection is open; serve() leaves "
-        "none of its own (its pulls are cancelled), and closing the app ends the client's (LIF-009 passes)",
-    }
-
     def __init__(self) -> None:
         self._plan: _Plan | None = None
         self._server: NatsServer | None = None

@@ -29,6 +29,18 @@ Handle = tuple[int, uuid.UUID]
 
 _LISTEN_RETRY = 1.0  # seconds between attempts to re-open a lost LISTEN connection (polling covers the gap)
 
+_NO_FLUSH = "(SELECT set_config('synchronous_commit', 'off', true) OFFSET 0) AS nestq_async_commit"
+"""A FROM item that turns ``synchronous_commit`` off for the statement's own (implicit) transaction.
+
+The worker's writes (claims, acks, retries, dead letters, give-backs, lease extensions) then commit without waiting
+for the WAL flush, which is most of a write's latency with fsync on. At-least-once still holds: pushes flush, and
+a write lost in a server crash only puts a job back to run again (a lost claim or ack) or makes it due sooner (a
+lost retry delay or extension). A dead letter's move is one statement, so it is lost whole or kept whole. The
+setting is transaction-local, so a pooled connection keeps nothing of it. ``OFFSET 0`` keeps the planner from
+flattening the subquery away; a row the statement writes is joined to it, so the setting is in force whenever the
+statement writes anything.
+"""
+
 
 class PostgresWorker(QueueWorker[Handle]):
     """Claims rows of the queues the app's ``@process`` methods name, and settles them by id and lease token."""
@@ -55,31 +67,33 @@ class PostgresWorker(QueueWorker[Handle]):
             "attempts = j.attempts + 1 "
             f"FROM (SELECT id FROM {s}.jobs WHERE queue = ANY($1::text[]) AND available_at <= now() "
             "AND (lease_until IS NULL OR lease_until < now()) ORDER BY priority DESC, id LIMIT $2 "
-            "FOR UPDATE SKIP LOCKED) AS c WHERE j.id = c.id "
+            f"FOR UPDATE SKIP LOCKED) AS c, {_NO_FLUSH} WHERE j.id = c.id "
             "RETURNING j.id, j.queue, j.data, j.attempts, j.priority"
         )
         self._sql_ack = (
-            f"DELETE FROM {s}.jobs AS j USING unnest($1::bigint[], $2::uuid[]) AS u(id, token) "
+            f"DELETE FROM {s}.jobs AS j USING unnest($1::bigint[], $2::uuid[]) AS u(id, token), {_NO_FLUSH} "
             "WHERE j.id = u.id AND j.lease_token = u.token"
         )
         self._sql_retry = (
             f"UPDATE {s}.jobs SET lease_token = NULL, lease_until = NULL, error = $4, "
-            "available_at = now() + $3 * interval '1 second' WHERE id = $1 AND lease_token = $2"
+            f"available_at = now() + $3 * interval '1 second' FROM {_NO_FLUSH} WHERE id = $1 AND lease_token = $2"
         )
         self._sql_dead = (
-            f"WITH gone AS (DELETE FROM {s}.jobs WHERE id = $1 AND lease_token = $2 "
+            f"WITH gone AS (DELETE FROM {s}.jobs USING {_NO_FLUSH} WHERE id = $1 AND lease_token = $2 "
             "RETURNING id, queue, data, attempts, created_at) "
             f"INSERT INTO {s}.dead_letters (id, queue, data, attempts, error, created_at) "
             "SELECT id, queue, data, attempts, $3, created_at FROM gone"
         )
         self._sql_give_back = (
             f"UPDATE {s}.jobs AS j SET lease_token = NULL, lease_until = NULL, "
-            "attempts = greatest(j.attempts - 1, 0) FROM unnest($1::bigint[], $2::uuid[]) AS u(id, token) "
+            "attempts = greatest(j.attempts - 1, 0) "
+            f"FROM unnest($1::bigint[], $2::uuid[]) AS u(id, token), {_NO_FLUSH} "
             "WHERE j.id = u.id AND j.lease_token = u.token"
         )
         self._sql_extend = (
             f"UPDATE {s}.jobs AS j SET lease_until = now() + $3 * interval '1 second' "
-            "FROM unnest($1::bigint[], $2::uuid[]) AS u(id, token) WHERE j.id = u.id AND j.lease_token = u.token"
+            f"FROM unnest($1::bigint[], $2::uuid[]) AS u(id, token), {_NO_FLUSH} "
+            "WHERE j.id = u.id AND j.lease_token = u.token"
         )
 
     async def configure(self, container: Container) -> None:

@@ -54,7 +54,14 @@ class RabbitmqConfig:
         help="longest a push waits for the broker's confirm, reconnection included, before it fails",
     )
     reconnect_interval: float = setting(
-        default=1.0, min=0.05, max=60.0, help="pause between two reconnection attempts after the connection is lost"
+        default=1.0,
+        min=0.05,
+        max=60.0,
+        help="pause before the first reconnection attempt after the connection is lost; later pauses grow with "
+        "the outage up to reconnect_cap",
+    )
+    reconnect_cap: float = setting(
+        default=30.0, min=0.05, max=3600.0, help="longest pause between two reconnection attempts, in seconds"
     )
     concurrency: int = setting(default=10, min=1, max=10_000, help="jobs one worker runs at once, all queues together")
     max_attempts: int = setting(default=3, min=1, max=1_000_000, help="attempts per job, then it is a dead letter")

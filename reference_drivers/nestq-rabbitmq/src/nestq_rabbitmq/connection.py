@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.robust_connection import RobustConnection
 from nestq_spec import BootError, ConfigError, JobProducer, JSONValue, encode_job, redact, validate_queue_name
 
 from .config import RabbitmqConfig
@@ -26,6 +28,7 @@ from .config import RabbitmqConfig
 __all__ = [
     "ATTEMPTS_HEADER",
     "ERROR_HEADER",
+    "BackoffConnection",
     "Names",
     "RabbitmqConnection",
     "RabbitmqUnavailableError",
@@ -111,10 +114,56 @@ def describe_amqp_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+class BackoffConnection(RobustConnection):
+    """aio-pika's robust connection, with pauses between reconnection attempts that grow while the broker is away.
+
+    aio-pika waits a fixed ``reconnect_interval`` between attempts, so a broker that stays down for minutes gets
+    an attempt from every client every interval, and all of them at once when it comes back. Here the pause
+    before the next attempt is about as long as the outage has lasted so far (so the attempts come at roughly
+    1, 2, 4, 8... times ``reconnect_interval``), at least ``reconnect_interval`` and at most ``reconnect_cap``,
+    scaled by a jitter factor drawn once per outage in [0.5, 1] so that clients cut off together spread out. The
+    first attempt after a loss comes after ``reconnect_interval``, and the schedule starts again once a link is
+    up.
+
+    The pause is derived from the time of the loss rather than from a count of attempts because aio-pika reads
+    ``reconnect_interval`` in several places per attempt (its log lines and its sleep) and offers no hook per
+    attempt.
+    """
+
+    reconnect_cap: float = 30.0
+    """Longest pause between two attempts, in seconds (set by :meth:`RabbitmqConnection.connect`)."""
+
+    _base_interval: float = 1.0
+    _lost_at: float | None = None
+    _jitter: float = 1.0
+
+    @property  # aio-pika assigns it as a plain attribute in __init__: the setter takes that as the base
+    def reconnect_interval(self) -> float:
+        """The pause before the next reconnection attempt (the base pause while the link is up)."""
+        if self._lost_at is None:
+            return self._base_interval
+        down_for = time.monotonic() - self._lost_at
+        return self._jitter * min(self.reconnect_cap, max(self._base_interval, down_for))
+
+    @reconnect_interval.setter
+    def reconnect_interval(self, value: float) -> None:
+        self._base_interval = float(value)
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        if self._lost_at is None and not self._close_called:
+            self._lost_at = time.monotonic()
+            self._jitter = random.uniform(0.5, 1.0)  # spreads clients cut off together; not a secret
+        await super()._on_connection_close(closing)
+
+    async def _on_connected(self) -> None:
+        await super()._on_connected()
+        self._lost_at = None
+
+
 class RabbitmqConnection(JobProducer):
     """Pushes envelopes to RabbitMQ with publisher confirms; the container closes it when the app shuts down.
 
-    One robust connection (it reconnects by itself every ``reconnect_interval`` seconds after a loss), one
+    One robust connection (it reconnects by itself after a loss, with growing pauses: :class:`BackoffConnection`), one
     confirming channel for publishing, one channel for declarations (a refused declaration closes its channel).
     Each worker opens one of its own (``nestq-worker`` on the broker), so consuming and publishing keep separate
     connections and a worker's connection closes when it stops serving.
@@ -152,6 +201,7 @@ class RabbitmqConnection(JobProducer):
                     self.config.url,
                     reconnect_interval=self.config.reconnect_interval,
                     client_properties={"connection_name": name},
+                    connection_class=BackoffConnection,
                 ),
                 self.config.connect_timeout,
             )
@@ -174,6 +224,8 @@ class RabbitmqConnection(JobProducer):
             raise ConfigError(
                 f"NESTQ_RABBITMQ__URL={where} is not a valid AMQP URL: {redact(str(exc), as_repr=False)}"
             ) from None
+        if isinstance(connection, BackoffConnection):
+            connection.reconnect_cap = max(self.config.reconnect_cap, self.config.reconnect_interval)
         return connection
 
     async def publisher(self) -> AbstractChannel:

@@ -71,7 +71,7 @@ class RabbitmqWorker(QueueWorker[Message]):
 
     def _holding(self, queue: str) -> int:
         """Jobs of ``queue`` this worker holds unacked: buffered, running, or settling."""
-        held = self._held().get(queue, [])
+        held = self.held().get(queue, [])
         return len(held) + sum(1 for d in self._buffer if d.queue == queue)
 
     async def configure(self, container: Container) -> None:
