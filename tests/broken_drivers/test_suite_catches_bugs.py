@@ -98,6 +98,7 @@ BUGS = [
     # The Redis driver whose heartbeat stops while every slot is busy.
     Bug("heartbeat_on_claim", ("DUR-006",), frozenset({"DUR-006"}), ("DUR-006",), sample=()),
     Bug("leaky_connection", ("LIF-009",), frozenset({"LIF-009"}), ("LIF",)),
+    Bug("never_yields", ("DLV-010",), frozenset({"DLV-010"}), ("DLV",)),
 ]
 
 FULL = ("memory", "control")

@@ -38,12 +38,6 @@ class SqsHarness(DriverHarness):
 
     name = "sqs"
     settings_class = SqsConfig
-    expected_failures: Mapping[str, str] = {
-        "DLV-010": "the rule pushes and drains a backlog of 1,000 jobs within the suite's deadline (60 s at this "
-        "project's timeout scale 2) before it judges whether the worker yields; moto's SQS server serves a few dozen "
-        "calls a second here, so the rule runs out of time first. The worker awaits network I/O on every receive. "
-        "The rule should count event-loop turns instead of draining a large backlog (noted for the next suite fix).",
-    }
 
     def __init__(self) -> None:
         self._address: str | None = None
