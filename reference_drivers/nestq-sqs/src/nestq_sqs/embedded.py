@@ -1,9 +1,9 @@
 """An SQS-compatible server for tests and benchmarks: ``moto``'s SQS backend alone, in a subprocess on loopback.
 
 moto's own server (``moto_server``) answers every AWS service: each request is first matched against the URL
-patterns of all of them, under one lock. This one serves moto's SQS application only (``create_backend_app("sqs")``)
-on a threaded werkzeug server, without a log line per request. The subprocess binds port 0 and prints the port it
-got, so two servers never race for a port.
+patterns of all of them, under one lock, logged, and the connection closed. This one serves moto's SQS application
+only (``create_backend_app("sqs")``) through a small WSGI gateway that keeps connections open, without a log line
+per request. The subprocess binds port 0 and prints the port it got, so two servers never race for a port.
 
 moto keeps everything in memory: stopping it loses every queue. It is a test double of SQS's API, not SQS (the
 driver's docs list where it behaves differently). Needs ``moto[server]`` (the project's ``dev`` extra).
@@ -11,14 +11,19 @@ driver's docs list where it behaves differently). Needs ``moto[server]`` (the pr
 
 from __future__ import annotations
 
+import io
 import os
 import selectors
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import unquote
 
 __all__ = ["DUMMY_CREDENTIALS", "EmbeddedSqs", "serve"]
 
@@ -31,19 +36,129 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, announce: IO[str] | None = 
 
     Writes the bound port as one line to ``announce`` (standard output by default) once the socket listens.
     """
-    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
-    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import create_backend_app
 
-    class QuietHandler(MotoRequestHandler):
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            """One line per request would cost more than the request on a busy machine: errors still show."""
-
+    _prompt_long_polls()
     app = create_backend_app("sqs")
-    server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
+    server = _Server((host, port), _handler_for(app))
     out = announce or sys.stdout
     out.write(f"{server.server_port}\n")
     out.flush()
     server.serve_forever()
+
+
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, and a listen backlog for a suite's burst of new clients (socketserver's is 5)."""
+
+    request_queue_size = socket.SOMAXCONN
+
+
+def _handler_for(app: Callable[..., Iterable[bytes]]) -> type[BaseHTTPRequestHandler]:
+    """A WSGI gateway on ``http.server`` that keeps connections open (HTTP/1.1), one thread per connection.
+
+    werkzeug's development server closes the connection after every response, so each SQS call paid a TCP connect
+    on both sides (a third of the client's time per call here). One thread per connection suits long polls: a
+    poll holds its connection's thread, never a shared pool's.
+    """
+
+    class Gateway(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle's algorithm the body waits for the client's delayed ACK
+        # of the headers (40 ms a call) on a kept-open connection.
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """One line per request would cost more than the request on a busy machine."""
+
+        def handle_request(self) -> None:
+            """Run one request through the WSGI app and answer with a Content-Length, keeping the connection."""
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path, _, query = self.path.partition("?")
+            address = self.server.server_address
+            assert isinstance(address, tuple)
+            server_host, server_port = address[:2]
+            environ: dict[str, Any] = {
+                "REQUEST_METHOD": self.command, "SCRIPT_NAME": "",
+                "PATH_INFO": unquote(path, "latin-1"), "QUERY_STRING": query,
+                "SERVER_NAME": str(server_host), "SERVER_PORT": str(server_port),
+                "SERVER_PROTOCOL": self.request_version, "REMOTE_ADDR": self.client_address[0],
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(length),
+                "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+                "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
+            }
+            for name, value in self.headers.items():
+                key = "HTTP_" + name.upper().replace("-", "_")
+                if key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                    environ[key] = f"{environ[key]},{value}" if key in environ else value
+            answer: list[Any] = []
+
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                answer[:] = [status, headers]
+                return lambda data: None  # the legacy write(): moto's app returns its body instead
+
+            try:
+                result = app(environ, start_response)
+                try:
+                    data = b"".join(result)
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+                status, headers = answer
+            except Exception as exc:  # the server must answer, whatever the emulator raised
+                status, headers = "500 Internal Server Error", [("Content-Type", "text/plain")]
+                data = f"{type(exc).__name__}: {exc}".encode()
+                sys.stderr.write(f"embedded SQS server: {self.command} {self.path}: {data.decode()}\n")
+            code, _, reason = status.partition(" ")
+            self.send_response(int(code), reason)
+            for name, value in headers:
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        # http.server looks the handler up as do_<METHOD>.
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = handle_request  # noqa: N815
+
+    return Gateway
+
+
+def _prompt_long_polls() -> None:
+    """Make moto's long poll return when a delayed message falls due, as SQS does, not up to 1 s later.
+
+    moto's ``ReceiveMessage`` waits on its queue's condition for 1 s at a time, and only a new message wakes it: a
+    message whose ``DelaySeconds`` ends is seen at the next whole second of the poll (a job delayed 0.2 s, which SQS
+    rounds up to 1 s, could wait 2 s). This waits until the earliest due time instead. Messages hidden by a
+    visibility timeout keep moto's pace: a waiting poll sees them within a second of the timeout, a new one at once.
+    When visible messages exist but none could be handed out (their FIFO group has a message in flight), moto's
+    wait returns at once and the poll spins; this naps briefly instead. Nothing changes if this moto's queue does
+    not look as expected.
+    """
+    from moto.core.utils import unix_time_millis
+    from moto.sqs.models import Queue
+
+    if not all(hasattr(Queue, name) for name in ("wait_for_messages", "messages")):
+        return
+
+    def wait_for_messages(self: Any, timeout: int) -> None:
+        lock, stored = getattr(self, "_messages_lock", None), getattr(self, "_messages", None)
+        if lock is None or stored is None:
+            return original(self, timeout)
+        with lock:
+            if self.messages:  # visible, yet none was handed out: a FIFO group is busy until a delete or a timeout
+                lock.wait(min(timeout, 0.05))
+                return None
+            now = unix_time_millis()
+            soonest = min((m.delayed_until for m in stored if m.delayed_until > now), default=None)
+            lock.wait(timeout if soonest is None else min(timeout, max(0.002, (soonest - now) / 1000 + 0.001)))
+        return None
+
+    original = Queue.wait_for_messages
+    Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]  # a patch of this process only
 
 
 class EmbeddedSqs:
