@@ -128,37 +128,78 @@ def _handler_for(app: Callable[..., Iterable[bytes]]) -> type[BaseHTTPRequestHan
 
 
 def _prompt_long_polls() -> None:
-    """Make moto's long poll return when a delayed message falls due, as SQS does, not up to 1 s later.
+    """Make moto's long poll return when a delayed message falls due or a FIFO group frees, as SQS does.
 
     moto's ``ReceiveMessage`` waits on its queue's condition for 1 s at a time, and only a new message wakes it: a
     message whose ``DelaySeconds`` ends is seen at the next whole second of the poll (a job delayed 0.2 s, which SQS
     rounds up to 1 s, could wait 2 s). This waits until the earliest due time instead. Messages hidden by a
     visibility timeout keep moto's pace: a waiting poll sees them within a second of the timeout, a new one at once.
-    When visible messages exist but none could be handed out (their FIFO group has a message in flight), moto's
-    wait returns at once and the poll spins; this naps briefly instead. Nothing changes if this moto's queue does
-    not look as expected.
+    On a FIFO queue, moto's poll reads which message groups are in flight once, as it starts: a group whose
+    messages are deleted meanwhile stays blocked for the rest of the poll (up to 20 s), and with visible messages
+    that it may not hand out the poll spins. Here a FIFO poll is a series of instant receives, each reading the
+    groups afresh, with waits in between that a new message, a delete or a visibility change ends (each now wakes
+    the queue's waiting polls). Nothing changes if this moto's queue does not look as expected.
     """
     from moto.core.utils import unix_time_millis
-    from moto.sqs.models import Queue
+    from moto.sqs.models import Queue, SQSBackend
 
-    if not all(hasattr(Queue, name) for name in ("wait_for_messages", "messages")):
+    if not all(hasattr(Queue, name) for name in ("wait_for_messages", "messages", "delete_message")) or not all(
+            hasattr(SQSBackend, name) for name in ("change_message_visibility", "receive_message")):
         return
+
+    def wake(queue: Any) -> None:
+        lock = getattr(queue, "_messages_lock", None)
+        if lock is not None:
+            with lock:
+                lock.notify_all()
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        original_delete(self, receipt_handle)
+        wake(self)
+
+    def change_message_visibility(self: Any, queue_name: str, receipt_handle: str, visibility_timeout: int) -> None:
+        original_change(self, queue_name, receipt_handle, visibility_timeout)
+        wake(self.get_queue(queue_name))
 
     def wait_for_messages(self: Any, timeout: int) -> None:
         lock, stored = getattr(self, "_messages_lock", None), getattr(self, "_messages", None)
         if lock is None or stored is None:
             return original(self, timeout)
         with lock:
-            if self.messages:  # visible, yet none was handed out: a FIFO group is busy until a delete or a timeout
-                lock.wait(min(timeout, 0.05))
+            if self.messages:  # visible, yet none was handed out: wait for a change, as moto would spin
+                lock.wait(timeout)
                 return None
             now = unix_time_millis()
             soonest = min((m.delayed_until for m in stored if m.delayed_until > now), default=None)
             lock.wait(timeout if soonest is None else min(timeout, max(0.002, (soonest - now) / 1000 + 0.001)))
         return None
 
-    original = Queue.wait_for_messages
-    Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]  # a patch of this process only
+    def receive_message(self: Any, queue_name: str, count: int, wait_seconds_timeout: int, *args: Any,
+                        **kwargs: Any) -> Any:
+        queue = self.get_queue(queue_name)
+        lock = getattr(queue, "_messages_lock", None)
+        if not getattr(queue, "fifo_queue", False) or not wait_seconds_timeout or lock is None:
+            return original_receive(self, queue_name, count, wait_seconds_timeout, *args, **kwargs)
+        deadline = time.monotonic() + int(wait_seconds_timeout)
+        while True:
+            with lock:
+                # Taken under the lock, so that no delete or new message slips between this receive and the wait.
+                result = original_receive(self, queue_name, count, 0, *args, **kwargs)
+                left = deadline - time.monotonic()
+                if result or left <= 0:
+                    return result
+                now = unix_time_millis()
+                hidden = [max(m.visible_at, m.delayed_until) for m in queue._messages]
+                soonest = min((t for t in hidden if t > now), default=None)
+                lock.wait(left if soonest is None else min(left, max(0.002, (soonest - now) / 1000 + 0.001)))
+
+    # Patches of this server process only.
+    original, original_delete = Queue.wait_for_messages, Queue.delete_message
+    original_change, original_receive = SQSBackend.change_message_visibility, SQSBackend.receive_message
+    Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+    SQSBackend.change_message_visibility = change_message_visibility  # type: ignore[method-assign]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
 
 
 class EmbeddedSqs:
