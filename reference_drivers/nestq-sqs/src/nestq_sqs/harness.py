@@ -1,11 +1,12 @@
 """The conformance harness, entry point ``sqs`` in ``nestq.drivers``.
 
 ``pytest`` in this project, or ``nestq check sqs``, runs the conformance suite against it. By default it starts
-an SQS-compatible server (``moto`` in server mode, :class:`~nestq_sqs.embedded.EmbeddedSqs`) on a free loopback
+an SQS-compatible server (``moto``'s SQS backend, :class:`~nestq_sqs.embedded.EmbeddedSqs`) on a free loopback
 port and signs with dummy credentials, so the suite needs no AWS account and no network. With
 ``NESTQ_SQS__ENDPOINT_URL`` set it uses that endpoint instead (and the AWS chain's credentials), refusing one that
 is not on this machine unless ``NESTQ_SUITE_ALLOW_REMOTE=1``: a shell variable left pointing at production must not
-receive test jobs. Set ``NESTQ_SQS__FIFO=true`` to run the suite on FIFO queues.
+receive test jobs. Set ``NESTQ_SQS__FIFO=true`` to run the suite on FIFO queues, where the rules of
+:data:`FIFO_EXPECTED_FAILURES` are expected to fail (for what FIFO message groups are).
 """
 
 from __future__ import annotations
