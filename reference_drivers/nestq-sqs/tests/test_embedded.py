@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,3 +79,24 @@ async def test_a_waiting_fifo_poll_gets_the_next_message_of_a_group_once_the_fir
     assert [m["Body"] for m in got.get("Messages", [])] == ["second"]
     # moto alone read the groups in flight once per poll: the freed group stayed blocked until the poll's end (10 s).
     assert took < 3.0, f"the waiting poll got the group's next message {took:.2f}s after the delete"
+
+
+def test_the_server_goes_with_the_process_that_started_it_even_when_that_one_is_killed() -> None:
+    script = ("import os, signal\nfrom nestq_sqs.embedded import EmbeddedSqs\n"
+              "print(EmbeddedSqs().start().pid, flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    server = int(done.stdout.strip())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{server}").exists() and _state(server) != "Z":
+        if time.monotonic() > deadline:
+            os.kill(server, signal.SIGKILL)
+            raise AssertionError(f"the embedded server {server} outlived the killed process that started it by 10 s")
+        time.sleep(0.05)  # polling a process table with a deadline: a non-child's exit sends no signal here
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "gone"

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,13 +32,18 @@ DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "nestq-suite", "AWS_SECRET_ACCESS_KEY"
 """What the client signs with against moto, which accepts any credentials."""
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, *, announce: IO[str] | None = None) -> None:
+def serve(host: str = "127.0.0.1", port: int = 0, *, announce: IO[str] | None = None,
+          exit_with_stdin: bool = False) -> None:
     """Serve moto's SQS backend on ``host:port`` (0: any free port) until the process ends.
 
-    Writes the bound port as one line to ``announce`` (standard output by default) once the socket listens.
+    Writes the bound port as one line to ``announce`` (standard output by default) once the socket listens. With
+    ``exit_with_stdin`` the process ends when its standard input closes: :class:`EmbeddedSqs` holds the other end,
+    so the server goes with the process that started it, however that one ends.
     """
     from moto.moto_server.werkzeug_app import create_backend_app
 
+    if exit_with_stdin:
+        threading.Thread(target=_exit_at_end_of_stdin, name="nestq-sqs-parent-watch", daemon=True).start()
     _prompt_long_polls()
     app = create_backend_app("sqs")
     server = _Server((host, port), _handler_for(app))
@@ -45,6 +51,12 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, announce: IO[str] | None = 
     out.write(f"{server.server_port}\n")
     out.flush()
     server.serve_forever()
+
+
+def _exit_at_end_of_stdin() -> None:
+    while sys.stdin.buffer.read(4096):
+        pass
+    os._exit(0)  # the parent is gone: nobody will stop this server, and its queues are of no use to anyone
 
 
 class _Server(ThreadingHTTPServer):
@@ -234,8 +246,8 @@ class EmbeddedSqs:
         # Errors go to a file: a pipe nobody reads would fill up and stall the server.
         self._log = tempfile.NamedTemporaryFile(prefix="nestq-moto-", suffix=".log")  # noqa: SIM115
         self._process = process = subprocess.Popen(
-            [sys.executable, "-c", "from nestq_sqs.embedded import serve; serve()"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, env=env, text=True,
+            [sys.executable, "-c", "from nestq_sqs.embedded import serve; serve(exit_with_stdin=True)"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env, text=True,
         )
         assert process.stdout is not None
         line = ""
@@ -275,8 +287,9 @@ class EmbeddedSqs:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    pipe.close()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -107,6 +107,9 @@ class SqsHarness(DriverHarness):
     def describe(self) -> str:
         """The report header's line: the endpoint the suite runs on, and where that choice came from."""
         kind = "FIFO queues" if self._fifo else "standard queues"
+        if self._address is None and not load_config().endpoint_url:
+            # Describing must not start the embedded server: nothing would stop it when no rule runs.
+            return f"sqs: the embedded moto server, started with the session ({kind})"
         return f"sqs: {redact(self.address)} ({self._origin}), {kind}"
 
     def session_start(self) -> None:
