@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """nestq-sqs against a raw aiobotocore send/receive/delete loop, on the same SQS-compatible server, side by side.
 
-Four figures, each for both (medians of --repeats rounds, nestq and raw alternating within a round):
+Four figures, each for both (medians of --rounds rounds, nestq and raw alternating within a round, which goes
+first swapping from round to round; every round's figures and ratios are printed as they come):
 
 * enqueue: N jobs, one call each (``push_json`` / ``SendMessage``);
 * batched enqueue: N jobs in calls of 10 (``push_many_json`` / ``SendMessageBatch``);
@@ -12,10 +13,11 @@ Four figures, each for both (medians of --repeats rounds, nestq and raw alternat
 Needs only the project's and the driver's ``dev`` extras (aiobotocore, moto[server]); no peer to install::
 
     .venv/bin/python benchmarks/sqs_bench.py                    # embedded moto server, N=500, 3 rounds
-    .venv/bin/python benchmarks/sqs_bench.py --n 1000 --repeats 5 --endpoint http://127.0.0.1:4566
+    .venv/bin/python benchmarks/sqs_bench.py --n 1000 --rounds 5 --endpoint http://127.0.0.1:4566
 
 Both sides run in this one process against one server, so the machine's load hits both alike; moto is a Python
-server that costs 30-100 ms per call here, far slower than SQS itself: read the ratios, not the rates.
+server, far slower than SQS itself: read the ratios, not the rates. The load average is printed at the start and
+the end of the run.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ from nestq_sqs.embedded import DUMMY_CREDENTIALS, EmbeddedSqs
 from nestq_spec import Application, CancellationToken, module, process, processor
 
 REGION = "us-east-1"
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages, for the record (the machine is shared)."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 async def _until(check: Callable[[], bool], what: str, within: float) -> None:
@@ -210,31 +217,38 @@ async def main(args: argparse.Namespace) -> None:
         ("batched enqueue", lambda b, q: b.nestq_enqueue(q, True), lambda b, q: b.raw_enqueue(q, True)),
         ("end-to-end", Bench.nestq_e2e, Bench.raw_e2e),
     ]
-    for round_ in range(args.repeats):
+    print(f"load average at start: {_load()}", flush=True)
+    for round_ in range(args.rounds):
         for name, ours, raw in steps:
             pairs = [("nestq", ours), ("raw", raw)] if round_ % 2 == 0 else [("raw", raw), ("nestq", ours)]
             for side, run in pairs:
                 seconds = await run(bench, f"{name.replace(' ', '-')}-{round_}")
                 add(side, name, args.n / seconds)
                 print(f"round {round_ + 1}: {side:5} {name:16} {args.n / seconds:8.1f} jobs/s", flush=True)
-        for side, run_idle in (("nestq", bench.nestq_idle), ("raw", bench.raw_idle)):
+            print(f"round {round_ + 1}: ratio {name:16} {results['nestq'][name][-1] / results['raw'][name][-1]:8.2f}x",
+                  flush=True)
+        idle = [("nestq", bench.nestq_idle), ("raw", bench.raw_idle)]
+        for side, run_idle in idle if round_ % 2 == 0 else idle[::-1]:
             latencies = await run_idle(f"idle-{round_}", args.idle)
             add(side, "idle p50 (ms)", statistics.median(latencies) * 1000)
             print(f"round {round_ + 1}: {side:5} idle p50          {statistics.median(latencies) * 1000:8.1f} ms",
                   flush=True)
-    print(f"\nnestq-sqs vs raw aiobotocore, N={args.n}, {args.repeats} round(s), medians, endpoint {args.endpoint}")
-    print(f"{'measure':18} {'nestq':>10} {'raw':>10} {'nestq/raw':>10}")
+    print(f"load average at end: {_load()}")
+    print(f"\nnestq-sqs vs raw aiobotocore, N={args.n}, {args.rounds} round(s), medians, endpoint {args.endpoint}")
+    print(f"{'measure':18} {'nestq':>10} {'raw':>10} {'nestq/raw':>10} {'per-round ratios':>20}")
     for name in [s[0] for s in steps] + ["idle p50 (ms)"]:
-        ours, raw = statistics.median(results["nestq"][name]), statistics.median(results["raw"][name])
+        mine, theirs = statistics.median(results["nestq"][name]), statistics.median(results["raw"][name])
+        per_round = " ".join(f"{a / b:.2f}" for a, b in zip(results["nestq"][name], results["raw"][name], strict=True))
         unit = " (latency: lower is better)" if "ms" in name else " (rates: higher is better)"
-        print(f"{name:18} {ours:10.1f} {raw:10.1f} {ours / raw:9.2f}x{unit}")
+        print(f"{name:18} {mine:10.1f} {theirs:10.1f} {mine / theirs:9.2f}x  {per_round}{unit}")
 
 
 def cli() -> None:
     """Parse arguments, start the embedded server unless --endpoint is given, run."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=500, help="jobs per measurement (default 500)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; medians are reported (default 3)")
+    parser.add_argument("--rounds", "--repeats", type=int, default=3,
+                        help="interleaved rounds; every round is printed, and the medians (default 3)")
     parser.add_argument("--idle", type=int, default=15, help="idle latency samples per round (default 15)")
     parser.add_argument("--endpoint", default="", help="an SQS-compatible endpoint (default: embedded moto)")
     args = parser.parse_args()

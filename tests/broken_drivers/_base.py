@@ -53,6 +53,9 @@ __all__ = ["BrokenWorker", "Setup", "broken_harness"]
 class BrokenWorker(Transport):
     """A memory worker with every step of ``serve`` as a method, so that one broken driver changes one step."""
 
+    yield_every: int | None = YIELD_EVERY
+    """How many jobs a receive loop runs between two turns it gives the event loop; ``None``: it never yields."""
+
     def __init__(self, broker: MemoryBroker, config: MemoryConfig) -> None:
         self.broker = broker
         self.config = config
@@ -137,7 +140,7 @@ class BrokenWorker(Transport):
             else:
                 broker.ack(job)
             streak += 1
-            if streak == YIELD_EVERY:
+            if streak == self.yield_every:
                 streak = 0
                 await asyncio.sleep(0)
 

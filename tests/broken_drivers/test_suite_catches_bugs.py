@@ -117,6 +117,7 @@ BUGS = [
     # URL settings found by name (an empty endpoint_url) and by the url=True marker, as leaky_url by its default.
     Bug("leaky_endpoint", ("CFG-008",), frozenset({"CFG-008"}), ("CFG-008",), sample=()),
     Bug("leaky_marked_url", ("CFG-008",), frozenset({"CFG-008"}), ("CFG-008",), sample=()),
+    Bug("never_yields", ("DLV-010",), frozenset({"DLV-010"}), ("DLV",)),
 ]
 
 FULL = ("memory", "control")

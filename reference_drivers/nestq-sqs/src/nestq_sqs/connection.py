@@ -7,11 +7,12 @@ import contextlib
 import json
 import math
 import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -24,9 +25,32 @@ from nestq_spec import ConfigError, JobProducer, JSONValue, NestqError, encode_j
 from .config import MAX_DELAY_SECONDS, SqsConfig
 from .wire import ATTEMPTS, JOB_ID, check_size, encode_body, sqs_names
 
-__all__ = ["SqsConnection", "SqsError", "describe_client_error"]
+__all__ = ["SqsConnection", "SqsError", "describe_client_error", "shared_session"]
 
 _RETENTION = str(14 * 24 * 60 * 60)  # the longest SQS keeps a message: dead letters wait for an operator
+
+_loader: Any = None
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AioSession] = weakref.WeakKeyDictionary()
+
+
+def shared_session() -> AioSession:
+    """The aiobotocore session of the running event loop, one per loop, every one reading one botocore loader.
+
+    A new session parses SQS's service model and the endpoint rules again: about 0.1 s of CPU per client, paid by
+    every app that boots. The loader keeps what it parsed; the session keeps the resolved client class. One session
+    per loop, not per process, because a session's credential refresh may hold asyncio locks of the loop it ran on.
+    """
+    global _loader
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None:
+        session = get_session()
+        if _loader is None:
+            _loader = session.get_component("data_loader")
+        else:
+            session.register_component("data_loader", _loader)
+        _sessions[loop] = session
+    return session
 
 
 class SqsError(NestqError):
@@ -82,7 +106,7 @@ class SqsConnection(JobProducer):
         )
         stack = contextlib.AsyncExitStack()
         try:
-            client = await stack.enter_async_context(get_session().create_client(
+            client = await stack.enter_async_context(shared_session().create_client(
                 "sqs", region_name=config.region or None, endpoint_url=config.endpoint_url or None, config=aio))
         except NoRegionError:
             await stack.aclose()

@@ -188,9 +188,12 @@ class SqsWorker(QueueWorker[SqsHandle]):
         while len(text.encode()) > room and text:
             text = text[: max(0, min(len(text) - 1, room))]
         attributes[ERROR]["StringValue"] = text or "-"
+        # On FIFO queues each dead letter is a message group of its own: dead letters need no order, and in one
+        # group a listing (which receives them) could see only the first 10 until it let them go.
+        group = attributes[JOB_ID]["StringValue"] if self.config.fifo else None
         await self.connection.call(
             "send_message", QueueUrl=delivery.handle.dlq_url, MessageBody=body, MessageAttributes=attributes,
-            **self.connection.fifo_fields(delivery.queue),
+            **self.connection.fifo_fields(delivery.queue, group),
         )
         await self.connection.call("delete_message", QueueUrl=delivery.handle.url,
                                    ReceiptHandle=delivery.handle.receipt)
