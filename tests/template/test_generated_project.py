@@ -18,6 +18,9 @@ STORAGE_FREE = {"CFG-001", "CFG-002", "CFG-003", "CFG-004", "CFG-005", "CFG-006"
 MARKER_1 = "src/{package}/connection.py marker (1): connect to your storage"
 MARKER_2 = "src/{package}/connection.py marker (2): push `data` (the encoded envelope, bytes) onto your storage"
 MARKER_3 = "src/{package}/worker.py marker (3): receive the next envelopes of `queues` from your storage"
+# A rule that reads a queue's depth before it pushes (DLV-009: a queue never pushed to has depth 0) meets the
+# harness's depth probe first.
+MARKER_9 = "src/{package}/harness.py marker (9): count the jobs of `queue` your storage holds"
 OWN_TESTS = 9
 # Rules that call serve() directly rather than through a watched worker app: a serve() that raises at once shows
 # there as a timeout waiting for a delivery, not as serve()'s own error.
@@ -83,7 +86,7 @@ def test_default_project_fails_the_storage_rules_with_the_marker_messages(sqs_ru
     assert not run.outcomes("error"), f"rules errored instead of failing: {run.outcomes('error')}"
     failed = run.outcomes("failed")
     assert len(failed) >= 20, f"only {len(failed)} rules failed: {sorted(failed)}"
-    markers = tuple(m.format(package="nestq_sqs") for m in (MARKER_1, MARKER_2, MARKER_3))
+    markers = tuple(m.format(package="nestq_sqs") for m in (MARKER_1, MARKER_2, MARKER_3, MARKER_9))
     unexplained = {
         r: reason for r, reason in failed.items()
         if not any(m in reason for m in markers) and not (r in UNWATCHED_SERVE and "timed out" in reason)
