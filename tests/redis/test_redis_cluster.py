@@ -30,7 +30,7 @@ from nestq_redis.connection import check_access, make_client
 from nestq_redis.harness import _delete_prefix
 from nestq_redis.server import PrivateRedisCluster, RedisServer, free_port, node_command
 from nestq_redis.store import RedisQueueStore
-from nestq_redis_testkit import require_redis_server
+from nestq_redis_testkit import require_redis_server, until
 from redis.exceptions import RedisError
 
 from nestq_spec import ConfigError
@@ -57,16 +57,6 @@ def own_cluster() -> Iterator[PrivateRedisCluster]:
 def _connection(url: str, prefix: str, **pinned: object) -> RedisConnection:
     return RedisConnection(load_config({"url": url, "key_prefix": prefix, **pinned}))
 
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str,
-                seen: Callable[[], Awaitable[object]] | None = None) -> None:
-    """Poll ``check`` until true; fail naming ``what`` (and the state ``seen`` describes) after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            state = f"; seen: {await seen()}" if seen is not None else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{state}")
-        await asyncio.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- URLs (no server)

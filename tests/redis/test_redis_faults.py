@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from nestq_redis import RedisConnection, RedisQueueModule, RedisQueueWorkerModule, load_config
 from nestq_redis.server import RedisServer
-from nestq_redis_testkit import count_keys
+from nestq_redis_testkit import count_keys, until
 from redis.exceptions import RedisError
 
 from nestq_spec import Application, CancellationToken, module, process, processor
@@ -29,16 +29,6 @@ HERE = Path(__file__).resolve().parent
 
 pytestmark = pytest.mark.asyncio
 
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str,
-                seen: Callable[[], Awaitable[object]] | None = None) -> None:
-    """Poll ``check`` until true; fail naming ``what`` (and the state ``seen`` describes) after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            state = f"; seen: {await seen()}" if seen is not None else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{state}")
-        await asyncio.sleep(0.02)
 
 
 def worker_env(url: str, prefix: str, queue: str, results: str, **settings: object) -> dict[str, str]:

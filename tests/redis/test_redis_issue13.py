@@ -9,7 +9,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,23 +17,13 @@ import pytest
 from nestq_redis import RedisConnection, RedisQueueModule, RedisQueueWorkerModule, load_config, scripts
 from nestq_redis.server import RedisServer
 from nestq_redis.store import PushBatchError
-from nestq_redis_testkit import LinkProxy
+from nestq_redis_testkit import LinkProxy, until
 from redis.exceptions import ResponseError
 
 from nestq_spec import Application, CancellationToken, module, process, processor
 
 pytestmark = pytest.mark.asyncio
 
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str,
-                seen: Callable[[], Awaitable[object]] | None = None) -> None:
-    """Poll ``check`` until true; fail naming ``what`` (and the state ``seen`` describes) after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            state = f"; seen: {await seen()}" if seen is not None else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{state}")
-        await asyncio.sleep(0.02)
 
 
 def connection(url: str, prefix: str, **pinned: object) -> RedisConnection:
