@@ -63,6 +63,7 @@ _READ_ONLY = frozenset(hashlib.sha1(s.encode()).hexdigest() for s in (scripts.DE
                                                                        scripts.DEAD_LIST))
 # Redirections and transient cluster states: the command did not run, so sending it again is safe.
 _REDIRECTS = (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
+_LINK_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 _REDIRECT_ATTEMPTS = 5
 _REPORT_EVERY = 5.0
 _RECHECK = 1.0
@@ -220,7 +221,13 @@ class NestqRedisCluster(RedisCluster):
                 if waiting:
                     commands.append(PipelineCommand(len(commands), "WAIT", self.wait_replicas, wait_ms))
                 await node.execute_pipeline(commands)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+                # redis-py stores a reply it could not read in the command instead of raising it: a link that
+                # broke after the send (or was closed under this call by a layout refresh another write started)
+                # is the same failure as one that broke during it.
+                lost = next((c.result for c in commands if isinstance(c.result, _LINK_ERRORS)), None)
+                if lost is not None:
+                    raise lost
+            except _LINK_ERRORS as exc:
                 # The layout is read again before the next command, which finds the replica that took over. The
                 # script may have run: only a client allowed to re-send (the producer's, whose pushes are
                 # idempotent) sends it again, as a plain client's retry policy would (two more tries).
