@@ -227,6 +227,13 @@ class NestqRedisCluster(RedisCluster):
                 lost = next((c.result for c in commands if isinstance(c.result, _LINK_ERRORS)), None)
                 if lost is not None:
                     raise lost
+            except AttributeError:
+                # redis-py sent on a connection a layout refresh (started by another write) had just disconnected:
+                # its writer is gone, so nothing went out and the command did not run. Sending it again is safe for
+                # every client, the worker's included; anything else than that race is raised as it is.
+                if attempt >= 2 or any(c.result is not None for c in commands):
+                    raise
+                continue
             except _LINK_ERRORS as exc:
                 # The layout is read again before the next command, which finds the replica that took over. The
                 # script may have run: only a client allowed to re-send (the producer's, whose pushes are
