@@ -91,6 +91,14 @@ class DriverHarness(ABC):
     def session_end(self) -> None:  # noqa: B027 - an optional hook, like session_start
         """Called once after the suite ran."""
 
+    def rule_start(self, rule_id: str, requires: frozenset[str]) -> None:  # noqa: B027 - optional, like session_start
+        """Called before each rule runs, with the capabilities it requires. Synchronous, outside any loop.
+
+        For a harness whose storage differs between rules: the RabbitMQ harness runs the rules that require
+        ``storage_restart`` on a private node it starts on the first such rule, and the others on the shared broker.
+        What the modules and :meth:`subprocess_env` return after it is what that rule uses.
+        """
+
     @abstractmethod
     def producer_module(self, settings: SuiteSettings) -> ModuleLike:
         """The producer-side module (binds ``JobProducer``), configured with ``settings``.
