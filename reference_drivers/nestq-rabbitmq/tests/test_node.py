@@ -143,10 +143,9 @@ def test_the_harness_runs_storage_restart_rules_on_the_node_and_the_others_on_th
     harness.rule_start("DUR-005", frozenset({"storage_restart"}))
     assert harness.address == node.url
     assert harness.subprocess_env()["NESTQ_RABBITMQ__URL"] == node.url
-    before = asyncio.run(harness.storage_identity())
-    asyncio.run(harness.restart_storage())
-    after = asyncio.run(harness.storage_identity())
-    assert before != after, "the node's identity (beam.smp pid) did not change across the restart"
+    # DUR-005 restarts through the harness and checks that this identity changes; here only what it reads.
+    assert asyncio.run(harness.storage_identity()) == f"{node.nodename} beam.smp pid {node.pid()}"
+    assert node.pid() is not None
     harness.rule_start("DLV-002", frozenset({"retries"}))
     assert harness.address == shared
     harness._node = None  # the module fixture closes it

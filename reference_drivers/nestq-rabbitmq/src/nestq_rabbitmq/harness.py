@@ -170,8 +170,10 @@ class RabbitmqHarness(DriverHarness):
         self._address = urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
 
     def rule_start(self, rule_id: str, requires: frozenset[str]) -> None:
-        """Point the rule at the private node when it requires ``storage_restart`` (starting the node the first
-        time), else at the broker."""
+        """Point the rule at the private node if it requires ``storage_restart`` (the first time, start it).
+
+        Every other rule runs on the broker of :attr:`address`.
+        """
         self._on_node = "storage_restart" in requires and self.node_plan()[0]
         if self._on_node and self._node is None:
             self._node = RabbitmqNode().start()
