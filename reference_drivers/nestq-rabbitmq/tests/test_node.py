@@ -114,6 +114,9 @@ def test_a_restart_of_the_node_while_500_jobs_flow_loses_none(node: RabbitmqNode
             assert not lost, f"{len(lost)} jobs lost: {sorted(lost)[:20]}"
             depth = await RabbitmqAdmin(producer).depth(queue)
             assert depth.dead == 0, f"{depth.dead} jobs dead-lettered"
+            # rabbitmqctl reaches the node with its environment (cookie, epmd); the work queue came back durable.
+            listing = (await asyncio.to_thread(node.ctl, "list_queues", "name", "durable")).stdout
+            assert f"{prefix}.q.{queue}\ttrue" in listing.splitlines(), listing
             print(f"restart took {node.start_seconds[-1]:.1f}s; pushes refused during it: {refused}")
         finally:
             await producer.aclose()
