@@ -7,6 +7,7 @@ never restarted.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from nestq_rabbitmq import RabbitmqAdmin, RabbitmqConnection
+from nestq_rabbitmq.cli import main
 from nestq_rabbitmq.config import load_config
 from nestq_rabbitmq.connection import RabbitmqUnavailableError
 from nestq_rabbitmq.harness import RabbitmqHarness
@@ -34,7 +36,7 @@ def node() -> Iterator[RabbitmqNode]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("CI=true but no rabbitmq-server to run a private node")
         pytest.skip("no rabbitmq-server to run a private node")
-    with RabbitmqNode() as started:
+    with RabbitmqNode(management=True) as started:
         yield started
 
 
@@ -131,6 +133,58 @@ def test_a_restart_of_the_node_while_500_jobs_flow_loses_none(node: RabbitmqNode
             worker.kill()
             worker.wait()
         assert worker.returncode == 0, worker_log()
+
+
+def test_depth_through_the_management_api_counts_what_other_processes_hold(
+    node: RabbitmqNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    management_url = node.management_url
+    assert management_url is not None
+    queue, prefix = "mgmt", "nqmgmt"
+    env = dict(os.environ, NESTQ_RABBITMQ__URL=node.url, NESTQ_RABBITMQ__PREFIX=prefix,
+               NESTQ_FAULT_RESULTS=str(tmp_path / "runs.txt"), NESTQ_FAULT_QUEUE=queue, PYTHONPATH=str(HERE))
+    with open(tmp_path / "worker.log", "wb") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "nestq_spec.cli", "run", "fault_app:FaultApp"], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+
+    async def scenario() -> None:
+        here = RabbitmqConnection(load_config({"url": node.url, "prefix": prefix}, env={}))
+        elsewhere = RabbitmqConnection(load_config({"url": node.url, "prefix": prefix}, env={}))
+        managed = RabbitmqConnection(load_config({"url": node.url, "prefix": prefix,
+                                                  "management_url": management_url}, env={}))
+        try:
+            await here.push_many_json(queue, [{"n": n, "work": 60} for n in range(3)])  # the worker holds them
+            await elsewhere.push_json(queue, {"n": 3}, delay=300)  # a delay queue `here` never declared
+            await here.push_json("mgmt-idle", {"n": 4})  # no worker: stays ready
+            wanted = {queue: (0, 1, 3, 0), "mgmt-idle": (1, 0, 0, 0)}
+            deadline = time.monotonic() + 30
+            while True:
+                found = {q: await RabbitmqAdmin(managed).depth(q) for q in wanted}
+                if all((d.ready, d.delayed, d.held, d.dead) == wanted[q] for q, d in found.items()):
+                    break
+                if time.monotonic() > deadline or worker.poll() is not None:
+                    raise AssertionError(f"management depths {found}, wanted (ready, delayed, held, dead) {wanted}")
+                await asyncio.sleep(0.2)  # the API serves the broker's statistics samples (every 0.5 s here)
+            plain = await RabbitmqAdmin(here).depth(queue)
+            assert (plain.ready, plain.delayed, plain.held) == (0, 0, 0), f"AMQP depth here, holding none: {plain}"
+            wrong = RabbitmqConnection(load_config({"url": node.url, "prefix": prefix, "management_url":
+                                                    management_url.replace("guest:guest", "guest:wr0ng")}, env={}))
+            with pytest.raises(RabbitmqUnavailableError, match="answered 401") as caught:
+                await RabbitmqAdmin(wrong).depth(queue)
+            assert "wr0ng" not in str(caught.value)
+        finally:
+            for connection in (here, elsewhere, managed):
+                await connection.aclose()
+
+    try:
+        asyncio.run(scenario())
+        monkeypatch.setenv("NESTQ_RABBITMQ__MANAGEMENT_URL", management_url)
+        assert main(["--url", node.url, "--prefix", prefix, "--json", "depth", queue]) == 0
+        assert json.loads(capsys.readouterr().out) == [{"queue": queue, "ready": 0, "delayed": 1, "dead": 0,
+                                                        "held": 3}]
+    finally:
+        worker.kill()
+        worker.wait(10)
 
 
 def test_the_harness_runs_storage_restart_rules_on_the_node_and_the_others_on_the_broker(

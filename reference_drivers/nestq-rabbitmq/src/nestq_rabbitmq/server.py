@@ -129,9 +129,11 @@ class RabbitmqNode:
     """One private ``rabbitmq-server`` node on 127.0.0.1, restartable on its ports and data folder.
 
     Use as a context manager, or call :meth:`start` and :meth:`close`. ``guest``/``guest`` logs in (from loopback).
+    With ``management``, the management plugin listens on a free port (:attr:`management_url`) and samples queue
+    statistics every ``stats_interval`` seconds; it makes a start slower (more modules to load).
     """
 
-    def __init__(self, *, start_timeout: float = 90.0) -> None:
+    def __init__(self, *, start_timeout: float = 90.0, management: bool = False, stats_interval: float = 0.5) -> None:
         binary, epmd = rabbitmq_server_binary(), epmd_binary()
         if binary is None or epmd is None:
             raise RabbitmqNodeError(
@@ -145,6 +147,8 @@ class RabbitmqNode:
         self.port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
+        self.management_port = free_port() if management else None
+        self.stats_interval = stats_interval
         self.folder = Path(tempfile.mkdtemp(prefix="nestq-rabbitmq-node-"))
         self.starts = 0
         self.start_seconds: list[float] = []
@@ -155,13 +159,18 @@ class RabbitmqNode:
         cookie = home / ".erlang.cookie"
         cookie.write_text(uuid.uuid4().hex)
         cookie.chmod(0o400)  # Erlang refuses a cookie file others can read
-        (self.folder / "enabled_plugins").write_text("[].\n")
+        (self.folder / "enabled_plugins").write_text("[rabbitmq_management].\n" if management else "[].\n")
         (self.folder / "rabbitmq-env.conf").write_text("")
 
     @property
     def url(self) -> str:
         """``amqp://guest:guest@127.0.0.1:<port>/``."""
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def management_url(self) -> str | None:
+        """``http://guest:guest@127.0.0.1:<port>/`` with ``management``, else None."""
+        return f"http://guest:guest@127.0.0.1:{self.management_port}/" if self.management_port else None
 
     @property
     def log_path(self) -> Path:
@@ -180,6 +189,11 @@ class RabbitmqNode:
         """
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
         folder = self.folder
+        if self.management_port is not None:
+            base["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = (
+                f'-rabbitmq_management tcp_config [{{port,{self.management_port}}},{{ip,"127.0.0.1"}}] '
+                f"-rabbit collect_statistics_interval {max(100, int(self.stats_interval * 1000))}"
+            )
         return {
             **base,
             "HOME": str(folder / "home"),
@@ -215,7 +229,7 @@ class RabbitmqNode:
         return self._guard is not None and self._guard.poll() is None
 
     def start(self) -> RabbitmqNode:
-        """Start the node and return once it answers AMQP; raise :class:`RabbitmqNodeError` otherwise."""
+        """Start the node and return once it answers AMQP (and HTTP, with management); raise otherwise."""
         if self.running:
             return self
         self.pid_path.unlink(missing_ok=True)
@@ -228,7 +242,7 @@ class RabbitmqNode:
                 start_new_session=True,
             )
         deadline = began + self.start_timeout
-        while not amqp_answers("127.0.0.1", self.port, timeout=0.5):
+        while not self._ready():
             if guard.poll() is not None:
                 self._guard = None
                 self._reap(guard)
@@ -242,6 +256,18 @@ class RabbitmqNode:
         self.starts += 1
         self.start_seconds.append(time.monotonic() - began)
         return self
+
+    def _ready(self) -> bool:
+        if not amqp_answers("127.0.0.1", self.port, timeout=0.5):
+            return False
+        if self.management_port is None:
+            return True
+        # The management plugin starts after the AMQP listener.
+        try:
+            with socket.create_connection(("127.0.0.1", self.management_port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def pid(self) -> int | None:
         """The OS process id of the running node's ``beam.smp`` (from the pid file it writes at boot), or None."""
