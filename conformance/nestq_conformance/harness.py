@@ -77,7 +77,12 @@ class DriverHarness(ABC):
     """The driver's ``@settings`` class, checked by the dual-path config rules."""
 
     def describe(self) -> str:
-        """One line for the report header: where the storage is, and how it was chosen."""
+        """One line for the report header: where the storage is, and how it was chosen.
+
+        Called when the session is configured, also by runs that execute no rule (``--nestq-no-suite``,
+        ``--collect-only``), where :meth:`session_end` never comes: it must not start storage. Name what
+        :meth:`session_start` will start ("a private server, not started yet") instead.
+        """
         return self.name
 
     def session_start(self) -> None:  # noqa: B027 - an optional hook; most drivers need nothing here

@@ -194,11 +194,21 @@ class RedisServer:
         self.stop()
 
 
+def _ephemeral_low() -> int:
+    # The kernel hands out ports from ip_local_port_range to every outgoing connection on the machine; a port
+    # picked inside it can be taken by one between the check and the server's bind.
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _cluster_port(taken: set[int]) -> int:
-    # A cluster node also listens on its port + 10000 (the cluster bus), so both must be free and the port at
-    # most 55535; the kernel's ephemeral range starts above that, hence a random pick in a lower range.
+    # A cluster node also listens on its port + 10000 (the cluster bus): both must be free, and both are picked
+    # below the kernel's ephemeral range (see _ephemeral_low), so no outgoing connection takes them in the meantime.
+    top = max(_ephemeral_low() - 10001, 12000)
     for _ in range(1000):
-        port = random.randint(20000, 45000)
+        port = random.randint(10000, top)
         if port in taken or port + 10000 in taken:
             continue
         try:
@@ -281,8 +291,8 @@ class PrivateRedisCluster:
                 "--cluster-replica-validity-factor", "0",
                 # A replica's first sync starts at once, not after the default 5 s wait for more replicas.
                 "--repl-diskless-sync-delay", "0")
-        taken: set[int] = set()
-        self.nodes = [RedisServer(binary=binary, port=_cluster_port(taken), extra_args=args)
+        self._taken: set[int] = set()
+        self.nodes = [RedisServer(binary=binary, port=_cluster_port(self._taken), extra_args=args)
                       for _ in range(masters * (1 + replicas))]
 
     @property
@@ -294,7 +304,7 @@ class PrivateRedisCluster:
         """Start every node, create the cluster, and return once every slot is served and every replica synced."""
         try:
             for node in self.nodes:
-                node.start()
+                self._start_node(node)
             create = [self.cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                       "--cluster-replicas", str(self.replicas), "--cluster-yes"]
             done = subprocess.run(create, capture_output=True, text=True, timeout=self.startup_timeout, check=False)
@@ -306,6 +316,19 @@ class PrivateRedisCluster:
             self.stop()
             raise
         return self
+
+    def _start_node(self, node: RedisServer, attempts: int = 5) -> None:
+        # Another process may bind a port (or its bus port) between the pick and the node's start, which makes
+        # redis-server exit at once: the node moves to another free pair, as often as ``attempts`` allows.
+        for attempt in range(attempts):
+            try:
+                node.start()
+                return
+            except RedisServerError as exc:
+                if "Address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+                (node.dir / "nodes.conf").unlink(missing_ok=True)
+                node.port = _cluster_port(self._taken)
 
     def wait_healthy(self, timeout: float | None = None) -> None:
         """Wait until every live node says ``cluster_state:ok`` and every live replica's link is up."""

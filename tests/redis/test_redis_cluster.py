@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,6 +58,28 @@ def own_cluster() -> Iterator[PrivateRedisCluster]:
 def _connection(url: str, prefix: str, **pinned: object) -> RedisConnection:
     return RedisConnection(load_config({"url": url, "key_prefix": prefix, **pinned}))
 
+
+
+# --------------------------------------------------------------------------- the private cluster itself
+
+
+def test_a_node_whose_bus_port_was_taken_meanwhile_starts_on_another_pair() -> None:
+    """A port pair taken between the pick and the start moves the node; pairs sit below the ephemeral range."""
+    require_redis_server()
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    cluster = PrivateRedisCluster()
+    try:
+        assert all(node.port + 10000 < low for node in cluster.nodes), [n.port for n in cluster.nodes]
+        node = cluster.nodes[0]
+        first = node.port
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+            squatter.bind(("127.0.0.1", first + 10000))  # another process took the cluster bus port
+            squatter.listen()
+            cluster._start_node(node)
+        assert node.port != first
+        assert node_command(node.port, "PING") == "PONG"
+    finally:
+        cluster.stop()
 
 
 # --------------------------------------------------------------------------- URLs (no server)
