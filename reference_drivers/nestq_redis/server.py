@@ -262,6 +262,21 @@ def _info(port: int, section: str) -> dict[str, str]:
     return fields
 
 
+def _layout(port: int, live: set[int]) -> frozenset[tuple[int, str, str]]:
+    # One node's view of the live nodes (CLUSTER NODES): each one's port, role and slot ranges.
+    view = set()
+    for line in node_command(port, "CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        node_port = int(fields[1].split("@")[0].rpartition(":")[2] or 0)
+        if node_port not in live:
+            continue
+        role = "master" if "master" in fields[2].split(",") else "replica"
+        view.add((node_port, role, " ".join(fields[8:])))
+    return frozenset(view)
+
+
 class PrivateRedisCluster:
     """A private Redis Cluster on 127.0.0.1: ``masters`` masters with ``replicas`` replicas each, on free ports.
 
@@ -331,7 +346,11 @@ class PrivateRedisCluster:
                 node.port = _cluster_port(self._taken)
 
     def wait_healthy(self, timeout: float | None = None) -> None:
-        """Wait until every live node says ``cluster_state:ok`` and every live replica's link is up."""
+        """Wait until the live nodes are ok, replicas linked, and every node sees the same layout.
+
+        That is: every live node says ``cluster_state:ok``, every live replica's link is up, and every live node
+        lists the same masters, replicas and slots.
+        """
         deadline = time.monotonic() + (self.startup_timeout if timeout is None else timeout)
         last = "no node answered"
         while True:
@@ -345,8 +364,13 @@ class PrivateRedisCluster:
                         links[n.port] = repl.get("master_link_status")
                 masters = [n for n in live if _info(n.port, "replication").get("role") == "master"
                            and int(_info(n.port, "cluster").get("cluster_slots_assigned", "0")) > 0]
-                last = f"cluster states {states}, replica links {links}"
-                if all(s == "ok" for s in states.values()) and all(v == "up" for v in links.values()) and masters:
+                # Each node learns the layout by gossip: right after a create or a failover, one node may still
+                # list an old owner of some slots, and a client that reads the layout from it gets MOVED replies.
+                views = {n.port: _layout(n.port, {m.port for m in live}) for n in live}
+                agree = len(set(views.values())) == 1
+                last = f"cluster states {states}, replica links {links}, nodes agree on the layout: {agree}"
+                if (all(s == "ok" for s in states.values()) and all(v == "up" for v in links.values()) and masters
+                        and agree):
                     return
             except OSError as exc:
                 last = f"{type(exc).__name__}: {exc}"

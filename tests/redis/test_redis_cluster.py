@@ -26,7 +26,7 @@ import redis
 from nestq_conformance.report import REPORT_FILES
 from nestq_redis import RedisConnection, load_config
 from nestq_redis.cli import main
-from nestq_redis.cluster import ClusterUnavailableError, NestqRedisCluster, parse_cluster_url
+from nestq_redis.cluster import ClusterUnavailableError, NestqRedisCluster, make_cluster_client, parse_cluster_url
 from nestq_redis.connection import check_access, make_client
 from nestq_redis.harness import _delete_prefix
 from nestq_redis.server import PrivateRedisCluster, RedisServer, free_port, node_command
@@ -201,6 +201,54 @@ async def test_a_write_waits_for_its_replicas_and_a_shortfall_is_reported(
     finally:
         await met.aclose()
         await short.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("durable", [False, True], ids=["plain", "wait_replicas"])
+async def test_a_send_that_found_its_connection_closed_by_a_layout_refresh_is_sent_again(
+    cluster: PrivateRedisCluster, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    """redis-py's layout refresh can close a connection another command just took; that send is made again.
+
+    Its writer is gone before a byte is written (``AttributeError: 'NoneType' object has no attribute
+    'writelines'``), so even the worker's client (``resend=False``, used here) sends it again, twice at most; any
+    other AttributeError is raised as it is. The race is injected: it needs a MOVED amid concurrent commands.
+    """
+    from redis.asyncio.cluster import ClusterNode
+
+    method = "execute_pipeline" if durable else "execute_command"
+    original = getattr(ClusterNode, method)
+    unsent = "'NoneType' object has no attribute 'writelines'"
+    failures: list[str] = []
+    raised: list[str] = []
+
+    async def racing(self: ClusterNode, *args: object, **kwargs: object) -> object:
+        if failures:
+            raised.append(failures.pop(0))
+            raise AttributeError(raised[-1])
+        return await original(self, *args, **kwargs)
+
+    client = make_cluster_client(cluster.url, socket_timeout=5.0, connect_timeout=5.0, resend=False,
+                                 wait_replicas=1 if durable else 0)
+    key = f"{{nqt-{uuid.uuid4().hex[:8]}}}:unsent"
+    try:
+        sha = await client.script_load("return redis.call('INCR', KEYS[1])")
+        monkeypatch.setattr(ClusterNode, method, racing)
+        failures[:] = [unsent] * 2
+        assert await client.evalsha(sha, 1, key) == 1
+        assert raised == [unsent] * 2
+        failures[:] = [unsent] * 3
+        with pytest.raises(AttributeError, match="writelines"):
+            await client.evalsha(sha, 1, key)  # three in a row is no passing race: raised
+        failures[:] = ["'Thing' object has no attribute 'other'"]
+        with pytest.raises(AttributeError, match="other"):
+            await client.evalsha(sha, 1, key)
+        monkeypatch.undo()
+        assert int(await client.get(key)) == 1  # none of the failed sends ran
+    finally:
+        failures.clear()
+        await client.delete(key)
+        await client.aclose()
 
 
 @pytest.mark.asyncio
