@@ -200,6 +200,11 @@ class NestqRedisCluster(RedisCluster):
         try:
             if self.wait_replicas > 0 and args and args[0] == "EVALSHA" and str(args[1]) not in _READ_ONLY:
                 return await self._durable(args)
+            if self._initialize:
+                # redis-py 8.1 picks a command's node before it reads the layout, and while no layout is known it
+                # picks a random master: a new client's first command (or the first after a refresh) drew a MOVED,
+                # whose refresh recycles every connection under the commands in flight.
+                await self.initialize()
             for attempt in range(_UNSENT_ATTEMPTS):
                 try:
                     return await super().execute_command(*args, **kwargs)

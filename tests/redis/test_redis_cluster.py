@@ -204,6 +204,35 @@ async def test_a_write_waits_for_its_replicas_and_a_shortfall_is_reported(
 
 
 @pytest.mark.asyncio
+async def test_a_new_clients_first_commands_go_straight_to_their_slots_master(
+    cluster: PrivateRedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No MOVED on a healthy cluster: redis-py alone sends a new client's first command to a random master."""
+    from redis.asyncio.cluster import ClusterNode
+
+    original = ClusterNode.execute_command
+    redirected: list[str] = []
+
+    async def spy(self: ClusterNode, *args: object, **kwargs: object) -> object:
+        try:
+            return await original(self, *args, **kwargs)
+        except redis.exceptions.MovedError as exc:
+            redirected.append(f"{args[0]!s} to {self.name}: MOVED {exc}")
+            raise
+
+    monkeypatch.setattr(ClusterNode, "execute_command", spy)
+    prefix = f"nqt-{uuid.uuid4().hex[:6]}"
+    for n in range(6):  # a fresh client each time: its first command picks the node before any layout is known
+        client = make_cluster_client(cluster.url, socket_timeout=5.0, connect_timeout=5.0)
+        try:
+            assert await client.sadd(f"{{{prefix}-{n}}}:queues", "q") == 1
+            await client.delete(f"{{{prefix}-{n}}}:queues")
+        finally:
+            await client.aclose()
+    assert redirected == []
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("durable", [False, True], ids=["plain", "wait_replicas"])
 async def test_a_send_that_found_its_connection_closed_by_a_layout_refresh_is_sent_again(
     cluster: PrivateRedisCluster, monkeypatch: pytest.MonkeyPatch, durable: bool
