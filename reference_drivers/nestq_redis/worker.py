@@ -5,8 +5,8 @@ outcomes, heartbeats of the leases in hand) is the toolkit's :class:`~nestq_spec
 supplies the Redis storage primitives, each one Lua script (``scripts.py``) per call:
 
 - :meth:`RedisWorker.receive` claims up to ``min(claim_batch, free slots)`` jobs per queue in one round trip and
-  sends the confirm of receipt without waiting for its reply (an unconfirmed claim, whose reply was lost, costs no
-  attempt); when every queue is empty it blocks on the queues' wake-up lists for at most ``poll_timeout``;
+  confirms receipt in a second (an unconfirmed claim, whose reply was lost, costs no attempt); when every queue is
+  empty it blocks on the queues' wake-up lists for at most ``poll_timeout`` (always finite);
 - acks of many jobs of a queue are one call; a failure is one call (retry through the delayed set, or dead letter);
 - give-back returns jobs to the head of their queue and refunds their attempt: a job received but never started,
   or interrupted after the shutdown grace, runs again with the attempt number it had;
@@ -125,11 +125,10 @@ class Lease:
 class _QueueState:
     """Per-queue backoffs: one broken queue (WRONGTYPE, say) never stops the others' claims, leases or outcomes."""
 
-    __slots__ = ("claim", "confirm", "heartbeat", "settle", "upkeep", "wait")
+    __slots__ = ("claim", "heartbeat", "settle", "upkeep", "wait")
 
     def __init__(self, name: str) -> None:
         self.claim = _Backoff(f"claim on {name}")
-        self.confirm = _Backoff(f"confirming a claim on {name}")
         self.wait = _Backoff(f"wait on {name}")
         self.heartbeat = _Backoff(f"heartbeat on {name}")
         self.settle = _Backoff(f"recording job outcomes on {name}")
@@ -187,7 +186,6 @@ class RedisWorker(QueueWorker[Lease]):
         self._store: RedisQueueStore | None = None
         self._states: dict[str, _QueueState] = {}
         self._next_queue = 0
-        self._confirms: set[asyncio.Future[None]] = set()
 
     def __repr__(self) -> str:
         return f"RedisWorker(url={display_url(self.config.url)!r}, key_prefix={self.config.key_prefix!r})"
@@ -234,8 +232,6 @@ class RedisWorker(QueueWorker[Lease]):
                 await super().serve(container, cancel)
             finally:
                 closing.set()
-                if self._confirms:  # confirms still on the wire finish before the client closes (bounded)
-                    await asyncio.wait(set(self._confirms), timeout=1.0)
                 done, _ = await asyncio.wait({upkeep}, timeout=1.0)
                 if not done:
                     upkeep.cancel()
@@ -318,30 +314,15 @@ class RedisWorker(QueueWorker[Lease]):
         return found, pause
 
     async def _claim(self, queue: str, want: int) -> list[Delivery[Lease]]:
-        jobs = await self.store.claim(queue, limit=want, lease_seconds=self.config.visibility_timeout)
+        store = self.store
+        jobs = await store.claim(queue, limit=want, lease_seconds=self.config.visibility_timeout)
         if not jobs:
             return []
-        token = jobs[0].lease_token
-        # Issue 13 (item 4): the claim's reply reached this worker, so confirm it: from then on an expired lease
-        # counts the attempt (the worker died mid-job). The confirm goes out now, on its own, and the jobs start
-        # without waiting for its reply: claims are the worker's serial path, and a second round trip per claim
-        # would double it. One event-loop turn lets the confirm reach the socket before any handler runs, so a job
-        # that kills its worker still spends its attempts; should the confirm fail, a crash mid-job is taken for a
-        # lost reply (attempt refunded) and the job is dead-lettered as never started after UNCONFIRMED_LIMIT claims.
-        confirm = asyncio.ensure_future(self._confirm(queue, token, [j.id for j in jobs]))
-        self._confirms.add(confirm)
-        confirm.add_done_callback(self._confirms.discard)
-        await asyncio.sleep(0)
-        return [Delivery(queue, job.data, job.attempt, job.id, Lease(token)) for job in jobs]
-
-    async def _confirm(self, queue: str, token: str, ids: list[str]) -> None:
-        state = self._state(queue)
-        try:
-            await self.store.confirm(queue, token, ids)
-        except STORAGE_ERRORS as exc:
-            state.confirm.failed(exc)
-        else:
-            state.confirm.ok()
+        # Issue 13 (item 4): confirm receipt before any job starts. Jobs claimed but not confirmed (this call
+        # failed) are not run here: their leases expire and the sweep returns them with the attempt given back.
+        await store.confirm(queue, jobs[0].lease_token, [j.id for j in jobs])
+        lease = jobs[0].lease_token
+        return [Delivery(queue, job.data, job.attempt, job.id, Lease(lease)) for job in jobs]
 
     async def _wait(self, queues: Sequence[str], wait: float) -> None:
         """Block until a push or a due delayed job on any of ``queues``, at most ``wait`` seconds (or stopping)."""
