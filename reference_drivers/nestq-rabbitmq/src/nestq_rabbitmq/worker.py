@@ -111,6 +111,9 @@ class RabbitmqWorker(QueueWorker[Message]):
         """aiormq's channel under ``_channel`` the consumers are on (a new one after a reconnection)."""
         self._consumers: dict[str, str] = {}
         self._unsettled: dict[AmqpChannel, _Unsettled] = {}
+        self._finished: dict[AmqpChannel, set[int]] = {}
+        """Tags :meth:`ack` took, by channel, for the acker task to write (several runners' successes in one frame)."""
+        self._acker: asyncio.Task[None] | None = None
         self._recounting: set[asyncio.Task[None]] = set()
         connection.holders.append(self._holding)
 
@@ -218,27 +221,43 @@ class RabbitmqWorker(QueueWorker[Message]):
             await self._ack_one(message)
 
     async def ack(self, deliveries: Sequence[Delivery[Message]]) -> None:
-        """Ack the messages: one multiple ack for the oldest run of a channel's unsettled tags, the rest one by one.
+        """Hand the messages to the acker task, which writes the acks of one event-loop turn together.
 
-        Acks of a lost channel are moot: the broker requeued its messages.
+        Returning before the frame is written keeps at-least-once: a worker killed in between has its messages
+        requeued by the broker and runs them again, and serve waits for the acker before closing the channel.
         """
-        by_channel: dict[AmqpChannel, set[int]] = {}
         for delivery in deliveries:
             message = delivery.handle
-            if not _stale(message):
-                by_channel.setdefault(message.channel, set()).add(_tag(message))
-        for channel, finished in by_channel.items():
-            unsettled = self._unsettled.get(channel)
-            if unsettled is None:
-                upto, rest = None, sorted(finished)
-            else:
-                upto, rest = unsettled.split(finished)
-            # Written without waiting for each to drain: the frames queue in order on the connection, and an ack
-            # has no reply to wait for anyway (a lost connection requeues what was not acked: at-least-once).
+            if not _stale(message):  # acks of a lost channel are moot: the broker requeued its messages
+                self._finished.setdefault(message.channel, set()).add(_tag(message))
+        if self._acker is None and self._finished:
+            # Started now, run after the runners of this turn have recorded their successes too.
+            self._acker = asyncio.get_running_loop().create_task(self._write_acks(), name="nestq-rabbitmq-acks")
+
+    async def _write_acks(self) -> None:
+        try:
+            while self._finished:
+                finished, self._finished = self._finished, {}
+                for channel, tags in finished.items():
+                    await self._ack_tags(channel, tags)
+        finally:
+            self._acker = None
+
+    async def _ack_tags(self, channel: AmqpChannel, tags: set[int]) -> None:
+        """One multiple ack for the oldest run of the channel's unsettled tags, then the others one by one."""
+        unsettled = self._unsettled.get(channel)
+        upto, rest = unsettled.split(tags) if unsettled is not None else (None, sorted(tags))
+        try:
+            # Not waiting for each frame to drain: frames go out in order, and an ack has no reply to wait for.
             if upto is not None:
                 await channel.basic_ack(upto, multiple=True, wait=False)
             for tag in rest:
                 await channel.basic_ack(tag, wait=False)
+        except Exception as exc:
+            if channel.is_closed:  # closed under the write: the broker requeued what it held (they come back)
+                log.debug("acks on a closed channel dropped: %s", describe_error(exc))
+            else:  # not seen: basic.ack fails only on a closed channel; those stay held until the channel closes
+                log.warning("acking %d job(s) failed: %s", len(tags), describe_error(exc))
 
     async def retry(self, delivery: Delivery[Message], delay: float, error: str) -> None:
         """Through the delay queue for ``delay`` (TTL, then dead-lettered back into the work queue)."""
@@ -293,6 +312,8 @@ class RabbitmqWorker(QueueWorker[Message]):
             await self._stop_consuming()
 
     async def _stop_consuming(self) -> None:
+        if self._acker is not None:
+            await asyncio.gather(self._acker, return_exceptions=True)  # the last successes, before the channel closes
         amqp = self._amqp
         for tag in list(self._consumers.values()):
             try:
