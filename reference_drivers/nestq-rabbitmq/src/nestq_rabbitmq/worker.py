@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aio_pika.abc import AbstractChannel
@@ -91,6 +91,24 @@ class _Unsettled:
         return upto, rest
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Stopping(asyncio.Event):
+    """The worker's :attr:`~QueueWorker.stopping`, which also wakes a receive waiting for deliveries when set."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set(self) -> None:
+        """Set the event and wake the waiting receive."""
+        super().set()
+        self._wake()
+
+
 class RabbitmqWorker(QueueWorker[Message]):
     """Consumes the queues the app's ``@process`` methods name; ``Delivery.handle`` is aiormq's delivered message."""
 
@@ -105,7 +123,9 @@ class RabbitmqWorker(QueueWorker[Message]):
         self.link = RabbitmqConnection(config, name="nestq-worker")
         """The worker's own connection: consuming, and publishing retries and dead letters (closed after serve)."""
         self._buffer: deque[Delivery[Message]] = deque()
-        self._arrived = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        """What a receive with an empty buffer awaits: one future the consumer or stopping resolves (no tasks)."""
+        self.stopping = _Stopping(self._wake)
         self._channel: AbstractChannel | None = None
         self._amqp: AmqpChannel | None = None
         """aiormq's channel under ``_channel`` the consumers are on (a new one after a reconnection)."""
@@ -173,19 +193,24 @@ class RabbitmqWorker(QueueWorker[Message]):
             return
         attempt = attempts_of(message) + 1
         self._buffer.append(Delivery(queue, message.body, attempt, message.header.properties.message_id, message))
-        self._arrived.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _resolve(self._waiter)
 
     async def receive(self, queues: Sequence[str], limit: int, wait: float) -> Sequence[Delivery[Message]]:
         """What the consumers buffered (at most ``limit``), waiting up to ``wait`` seconds for the first."""
         await self._consume(queues)
-        if not self._buffer:
-            self._arrived.clear()
-            waits = [asyncio.ensure_future(self._arrived.wait()), asyncio.ensure_future(self.stopping.wait())]
+        if not self._buffer and not self.stopping.is_set():
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(wait, _resolve, waiter)
             try:
-                await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                await waiter
             finally:
-                for waiter in waits:
-                    waiter.cancel()
+                timer.cancel()
+                self._waiter = None
         batch: list[Delivery[Message]] = []
         while self._buffer and len(batch) < limit and not self.stopping.is_set():
             delivery = self._buffer.popleft()
