@@ -11,7 +11,10 @@ Per peer, in a virtual host of its own (made and deleted with ``rabbitmqctl``; e
    --threads 10``; taskiq ``--workers 1 --max-async-tasks 10``) started on the jobs steps 1 and 2 left waiting
    (2N, or N without a batch push): jobs / (worker start -> last job done), start-up included; and the steady
    rate from the first job done to the last;
-4. idle p50: the worker idle, 50 jobs pushed 50 ms apart; the median push-to-handler latency.
+4. idle p50: the worker idle, 50 jobs pushed 50 ms apart; the median push-to-handler latency;
+5. worker CPU per job: user + system CPU time of the worker process and its children (``/proc``, Linux) from the
+   first job done to the last of step 3, per job. Wall-clock rates on a shared machine follow the load; this one
+   much less (it still counts cache misses and the CPU's clock under load), so it is the figure to compare there.
 
 Each job appends one line to a file; the bench polls its line count against a deadline. Peers are benchmark-only
 dependencies, in a venv of their own:
@@ -49,6 +52,22 @@ def ctl(*args: str) -> bool:
     if binary is None:
         return False
     return subprocess.run([binary, "-q", *args], capture_output=True, timeout=60, check=False).returncode == 0
+
+
+def tree_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) of process ``pid`` and its descendants so far; None without ``/proc``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    try:
+        while todo:
+            current = todo.pop()
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def lines(path: Path) -> list[str]:
@@ -224,7 +243,11 @@ async def measure(name: str, n: int, url: str, folder: Path) -> dict[str, Any]:
         proc = subprocess.Popen(command, cwd=HERE, env=environ, stdout=subprocess.DEVNULL,  # noqa: ASYNC220
                                 stderr=subprocess.DEVNULL)
         first = await _until(results, 1, 60, f"{name}: first job")
+        cpu_first = tree_cpu(proc.pid)
         done = await _until(results, total, 300, f"{name}: end-to-end")
+        cpu_done = tree_cpu(proc.pid)
+        ran = len(lines(results)) - 1  # a job or two more may have finished since `first`
+        out["cpu_us"] = (cpu_done - cpu_first) / ran * 1e6 if cpu_first is not None and cpu_done is not None else None
         out["end_to_end"] = total / (done - began)
         out["steady"] = (total - 1) / (done - first) if done > first else None
         latencies = []
@@ -234,6 +257,7 @@ async def measure(name: str, n: int, url: str, folder: Path) -> dict[str, Any]:
             latencies.append(float(lines(results)[-1]))
             await asyncio.sleep(0.05)
         out["idle_p50_ms"] = statistics.median(latencies) * 1000
+        out["load"] = os.getloadavg()[0]
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -246,7 +270,9 @@ async def measure(name: str, n: int, url: str, folder: Path) -> dict[str, Any]:
 
 
 def _fmt(value: float | None, unit: str = "/s") -> str:
-    return "n/a" if value is None else f"{value:,.0f}{unit}" if unit == "/s" else f"{value:.1f} ms"
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}{unit}" if unit in ("/s", " us") else f"{value:.1f} ms"
 
 
 def main() -> int:
@@ -279,11 +305,14 @@ def main() -> int:
             finally:
                 ctl("delete_vhost", vhost)
             print(f"done: {rows[-1]}", file=sys.stderr)
-    print(f"\nRabbitMQ at {BASE_URL.split('@')[-1]}, N={args.n}, one worker process at concurrency 10\n")
-    print(f"{'peer':<10} {'enqueue':>10} {'batched':>10} {'end-to-end':>11} {'steady':>10} {'idle p50':>9}")
+    print(f"\nRabbitMQ at {BASE_URL.split('@')[-1]}, N={args.n}, one worker process at concurrency 10, "
+          f"load average {os.getloadavg()[0]:.1f} at the end\n")
+    print(f"{'peer':<10} {'enqueue':>10} {'batched':>10} {'end-to-end':>11} {'steady':>10} {'idle p50':>9} "
+          f"{'CPU/job':>8} {'load':>5}")
     for r in rows:
         print(f"{r['peer']:<10} {_fmt(r['enqueue']):>10} {_fmt(r['batched']):>10} {_fmt(r['end_to_end']):>11} "
-              f"{_fmt(r['steady']):>10} {_fmt(r['idle_p50_ms'], 'ms'):>9}")
+              f"{_fmt(r['steady']):>10} {_fmt(r['idle_p50_ms'], 'ms'):>9} {_fmt(r.get('cpu_us'), ' us'):>8} "
+              f"{r.get('load', 0):>5.1f}")
     return 0
 
 
