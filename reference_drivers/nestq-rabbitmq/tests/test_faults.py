@@ -188,7 +188,9 @@ class _CountingProxy(LinkProxy):
 
 def test_reconnection_attempts_back_off_while_the_broker_stays_away(broker_url: str) -> None:
     port = int(broker_url.split("@")[-1].split(":")[1].split("/")[0]) if "@" in broker_url else 5672
-    base, cap, attempts = 0.1, 1.0, 7
+    # 9 attempts: with the lowest jitter (0.5) the pauses grow by 1.5x each, and 8 of them still sum to ~1.65 s
+    # (7 attempts gave ~0.7 s, too close to a fixed pause's 0.6 s to tell them apart, and failed 1 run in 9).
+    base, cap, attempts = 0.1, 1.0, 9
     prefix = f"nqback{os.getpid()}x{int(time.time())}"  # a run cut short leaves nothing a later run would count
 
     async def scenario() -> None:
@@ -204,8 +206,8 @@ def test_reconnection_attempts_back_off_while_the_broker_stays_away(broker_url: 
                 await _wait_for(lambda: len(proxy.refused) >= attempts, 30,
                                 f"{attempts} reconnection attempts while the link is cut")
                 gaps = [b - a for a, b in zip(proxy.refused, proxy.refused[1:attempts], strict=False)]
-                # A fixed pause of `base` would put these attempts ~0.6 s apart in all; growing pauses (at least
-                # half the outage so far, after jitter) need well over twice that.
+                # A fixed pause of `base` would put these attempts ~0.8 s apart in all; growing pauses (at least
+                # half the outage so far, after jitter) need about twice that.
                 assert sum(gaps) > 12 * base, f"attempts were not backing off: gaps {gaps}"
                 assert max(gaps) <= cap + 0.5, f"a pause exceeded reconnect_cap={cap}: gaps {gaps}"
                 assert gaps[-1] > gaps[0], f"pauses did not grow: gaps {gaps}"
