@@ -32,30 +32,26 @@ class MemoryWorker(QueueWorker[StoredJob]):
 
     async def receive(self, queues: Sequence[str], limit: int, wait: float) -> Sequence[Delivery[StoredJob]]:
         """Claim up to ``limit`` ready jobs; when there is none, wait for a push (never polls), then claim again."""
-        found = self._claim(queues, limit, None)
-        if found or self.stopping.is_set():
-            return found
-        until = asyncio.ensure_future(_stopped_or_after(self.stopping, wait))
-        try:
-            woken_for = await self.broker.wait(queues, until)
-        finally:
-            until.cancel()
-        return self._claim(queues, limit, woken_for)
-
-    def _claim(self, queues: Sequence[str], limit: int, prefer: str | None) -> list[Delivery[StoredJob]]:
-        claim, found = self.broker.claim, list[Delivery[StoredJob]]()
-        while len(found) < limit:
-            job = claim(queues, prefer=prefer)
-            if job is None:
-                break
-            prefer = None
-            found.append(Delivery(job.queue, job.data, job.attempts, job.job_id, job))
-        return found
+        claim_many = self.broker.claim_many
+        jobs = claim_many(queues, limit)
+        if not jobs and not self.stopping.is_set():
+            until = asyncio.ensure_future(_stopped_or_after(self.stopping, wait))
+            try:
+                woken_for = await self.broker.wait(queues, until)
+            finally:
+                until.cancel()
+            jobs = claim_many(queues, limit, woken_for)
+        if len(jobs) == 1:  # a worker with one free slot: no list comprehension for one job
+            job = jobs[0]
+            return [Delivery(job.queue, job.data, job.attempts, job.job_id, job)]
+        return [Delivery(job.queue, job.data, job.attempts, job.job_id, job) for job in jobs]
 
     async def ack(self, deliveries: Sequence[Delivery[StoredJob]]) -> None:
         """Forget the jobs that succeeded."""
-        for delivery in deliveries:
-            self.broker.ack(delivery.handle)
+        if len(deliveries) == 1:
+            self.broker.ack(deliveries[0].handle)
+        else:
+            self.broker.ack_many([delivery.handle for delivery in deliveries])
 
     async def retry(self, delivery: Delivery[StoredJob], delay: float, error: str) -> None:
         """Schedule the failed job ``delay`` seconds from now."""
