@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--calls", action="store_true", help="function calls per job (cProfile)")
     parser.add_argument("--instructions", action="store_true", help="instructions per job (valgrind callgrind)")
     parser.add_argument("--top", type=int, default=0, help="with --calls: list the N most called functions")
+    parser.add_argument("--only", nargs="+", choices=list(WORKLOADS), help="these workloads only (default: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -99,9 +100,10 @@ def main() -> None:
         return
     if not (args.calls or args.instructions):
         args.calls = args.instructions = True
+    names = args.only or list(WORKLOADS)
     if args.calls:
         print(f"function calls per job ({args.jobs} jobs minus {args.jobs // 4}, cProfile)")
-        for name in WORKLOADS:
+        for name in names:
             total, top = calls_per_job(name, args.jobs)
             print(f"  {name:<12} {total:8.1f}")
             for n, where in top[: args.top]:
@@ -112,10 +114,10 @@ def main() -> None:
         small = args.jobs // 4
         print(f"instructions per job ({args.jobs} jobs minus {small}, valgrind --tool=callgrind)")
         per = {}
-        for name in WORKLOADS:
+        for name in names:
             per[name] = (instructions(name, args.jobs) - instructions(name, small)) / (args.jobs - small)
-            ratio = per["bare"] / per[name]
-            print(f"  {name:<12} {per[name]:10,.0f}   bare/this {ratio:5.2f}", flush=True)
+            ratio = f"   bare/this {per['bare'] / per[name]:5.2f}" if "bare" in per else ""
+            print(f"  {name:<12} {per[name]:10,.0f}{ratio}", flush=True)
 
 
 if __name__ == "__main__":

@@ -231,10 +231,19 @@ async def _dispatch_job(
     if type(attempt) is not int or attempt < 1:
         JobMeta(attempt, job_id)  # raises the ValueError that explains the attempt
     payload = _payload(envelope)
-    if len(methods) == 1:
-        await methods[0]._run(payload, container, attempt, job_id)
-    else:
+    if len(methods) != 1:
         await _run_each(methods, payload, container, attempt, job_id)
+        return
+    # methods[0]._run(payload, container, attempt, job_id), inline: one coroutine fewer per job.
+    method = methods[0]
+    decode = (method._job_type or method._resolved())[1]
+    job = payload if decode is _identity else decode(payload)
+    host = container.get(method.provider_type)
+    token = _CURRENT.set([method, attempt, job_id, container, None])
+    try:
+        await method.func(host, job)
+    finally:
+        _CURRENT.reset(token)
 
 
 def _payload(envelope: Mapping[str, Any] | str | bytes) -> Any:
