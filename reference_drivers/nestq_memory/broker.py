@@ -291,8 +291,8 @@ class MemoryBroker:
                 return job
         return None
 
-    async def wait(self, queues: Sequence[str], stop: asyncio.Future[Any]) -> str | None:
-        """Wait until a job of ``queues`` may be ready, or ``stop`` is done; never polls.
+    async def wait(self, queues: Sequence[str], stop: asyncio.Future[Any], at_most: float | None = None) -> str | None:
+        """Wait until a job of ``queues`` may be ready, ``stop`` is done, or ``at_most`` seconds passed; never polls.
 
         A push resolves the future of one waiting claimer (returning the queue pushed to); a timer wakes the
         claimer when the earliest delayed job of ``queues`` falls due (returning ``None``). A wake-up is a hint:
@@ -309,13 +309,23 @@ class MemoryBroker:
             waiter: asyncio.Future[str | None] = loop.create_future()
             for name in queues:
                 self._queue(name).waiters.append(waiter)
-        timer = None if due is None else loop.call_later(max(0.0, due - time.monotonic()), _resolve, waiter, None)
+        # One future to await, resolved by a push, the timer or the stop: no task and no asyncio.wait per idle wait.
+        after = None if due is None else max(0.0, due - time.monotonic())
+        if at_most is not None and (after is None or at_most < after):
+            after = at_most
+        timer = None if after is None else loop.call_later(after, _resolve, waiter, None)
+
+        def stopped(_: object) -> None:
+            _resolve(waiter, None)
+
+        stop.add_done_callback(stopped)
         try:
-            await asyncio.wait((waiter, stop), return_when=asyncio.FIRST_COMPLETED)
+            await waiter
         except BaseException:
             self._forget(waiter, queues, pass_on=True)
             raise
         finally:
+            stop.remove_done_callback(stopped)
             if timer is not None:
                 timer.cancel()
         return self._forget(waiter, queues, pass_on=stop.done())
