@@ -1,9 +1,12 @@
 """Cost per job of the memory driver and of the bare loop, counted in ways a loaded machine does not disturb.
 
 ``memory_bench.py`` measures wall-clock jobs per second, which swings by 2x when other processes share the cores.
-This script counts instead, on the same workloads (``memory_bench``'s bare loop and memory driver):
+This script counts instead, on the same workloads (``memory_bench``'s bare loop and memory driver, all jobs pushed
+before the worker takes any), plus ``bare-idle`` and ``memory-idle``: one job at a time, each finding the consumer
+idle and waiting (the latency-bound case, where the cost of an idle wait counts per job):
 
-- ``--calls``: Python and built-in function calls per job (cProfile's call counts);
+- ``--calls``: Python and built-in function calls per job (cProfile's call counts; dataclass ``__init__``s all
+  come from ``<string>`` line 2 and are merged into one entry by ``pstats``, so they are undercounted);
 - ``--instructions``: CPU instructions per job, counted by ``valgrind --tool=callgrind`` (each workload runs in
   its own process under valgrind, at two sizes; the difference divided by the difference in jobs leaves out the
   interpreter's start, the imports and the app's boot). Needs ``valgrind`` on the PATH; slow (about 60x).
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import json
 import os
 import pstats
 import re
@@ -27,18 +31,74 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from memory_bench import bare_loop, memory_driver
+import memory_bench
+from memory_bench import QUEUE, bare_loop, memory_driver
+from nestq_memory import MemoryBroker, MemoryQueueModule, MemoryQueueWorkerModule
+
+from nestq_spec import Application, CancellationToken, JobProducer, module
+
+
+async def bare_idle(jobs: int) -> float:
+    """The bare loop one job at a time: push one, wait until the consumer handled it, push the next."""
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    handled = asyncio.Event()
+
+    async def consume() -> None:
+        while True:
+            json.loads(await queue.get())["payload"]
+            handled.set()
+
+    consumer = asyncio.create_task(consume())
+    start = time.perf_counter()
+    for i in range(jobs):
+        handled.clear()
+        queue.put_nowait(json.dumps({"v": 1, "payload": {"n": i}}))
+        await handled.wait()
+    took = time.perf_counter() - start
+    consumer.cancel()
+    await asyncio.gather(consumer, return_exceptions=True)
+    return took
+
+
+async def memory_idle(jobs: int) -> float:
+    """The memory driver one job at a time: every job finds the worker idle, waiting for a push (latency-bound)."""
+    run = memory_bench._Run
+
+    @module(imports=[MemoryQueueModule.for_root({"concurrency": 1}, broker=MemoryBroker()),
+                     MemoryQueueWorkerModule], providers=[memory_bench.Noop])
+    class IdleApp:
+        pass
+
+    app = Application.create(IdleApp)
+    producer = app.container.get(JobProducer)
+    cancel = CancellationToken()
+    serving = asyncio.create_task(app.serve(cancel))
+    await asyncio.sleep(0)
+    run.count = 0
+    start = time.perf_counter()
+    for i in range(jobs):
+        run.jobs, run.done = i + 1, asyncio.Event()
+        await producer.push_json(QUEUE, {"n": i})
+        await run.done.wait()
+    took = time.perf_counter() - start
+    cancel.cancel()
+    await serving
+    return took
+
 
 WORKLOADS: dict[str, Callable[[int], Coroutine[Any, Any, float]]] = {
     "bare": bare_loop,
     "memory-c1": memory_driver(1),
     "memory-c10": memory_driver(10),
+    "bare-idle": bare_idle,
+    "memory-idle": memory_idle,
 }
 
 
@@ -101,6 +161,11 @@ def main() -> None:
     if not (args.calls or args.instructions):
         args.calls = args.instructions = True
     names = args.only or list(WORKLOADS)
+    import nestq_memory
+
+    import nestq_spec
+
+    print(f"code under test: {Path(nestq_spec.__file__).parent}, {Path(nestq_memory.__file__).parent}")
     if args.calls:
         print(f"function calls per job ({args.jobs} jobs minus {args.jobs // 4}, cProfile)")
         for name in names:
@@ -116,7 +181,8 @@ def main() -> None:
         per = {}
         for name in names:
             per[name] = (instructions(name, args.jobs) - instructions(name, small)) / (args.jobs - small)
-            ratio = f"   bare/this {per['bare'] / per[name]:5.2f}" if "bare" in per else ""
+            bare = "bare-idle" if name.endswith("-idle") else "bare"
+            ratio = f"   {bare}/this {per[bare] / per[name]:5.2f}" if bare in per else ""
             print(f"  {name:<12} {per[name]:10,.0f}{ratio}", flush=True)
 
 
