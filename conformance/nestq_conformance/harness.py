@@ -77,7 +77,12 @@ class DriverHarness(ABC):
     """The driver's ``@settings`` class, checked by the dual-path config rules."""
 
     def describe(self) -> str:
-        """One line for the report header: where the storage is, and how it was chosen."""
+        """One line for the report header: where the storage is, and how it was chosen.
+
+        Called when the session is configured, also by runs that execute no rule (``--nestq-no-suite``,
+        ``--collect-only``), where :meth:`session_end` never comes: it must not start storage. Name what
+        :meth:`session_start` will start ("a private server, not started yet") instead.
+        """
         return self.name
 
     def session_start(self) -> None:  # noqa: B027 - an optional hook; most drivers need nothing here
@@ -90,6 +95,14 @@ class DriverHarness(ABC):
 
     def session_end(self) -> None:  # noqa: B027 - an optional hook, like session_start
         """Called once after the suite ran."""
+
+    def rule_start(self, rule_id: str, requires: frozenset[str]) -> None:  # noqa: B027 - optional, like session_start
+        """Called before each rule runs, with the capabilities it requires. Synchronous, outside any loop.
+
+        For a harness whose storage differs between rules: the RabbitMQ harness runs the rules that require
+        ``storage_restart`` on a private node it starts on the first such rule, and the others on the shared broker.
+        What the modules and :meth:`subprocess_env` return after it is what that rule uses.
+        """
 
     @abstractmethod
     def producer_module(self, settings: SuiteSettings) -> ModuleLike:

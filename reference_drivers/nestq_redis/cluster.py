@@ -69,6 +69,15 @@ _REPORT_EVERY = 5.0
 _RECHECK = 1.0
 
 
+_UNSENT_ATTEMPTS = 3
+"""Sends of one command that may find their connection closed under them by a layout refresh (nothing sent)."""
+
+
+def _unsent(exc: AttributeError) -> bool:
+    # The one AttributeError that means "this connection's writer was closed before anything was written".
+    return "writelines" in str(exc) or "'write'" in str(exc)
+
+
 class ClusterUnavailableError(redis.exceptions.ConnectionError):
     """No node of the configured Redis Cluster answered (or none serves the slot a command needs)."""
 
@@ -191,7 +200,21 @@ class NestqRedisCluster(RedisCluster):
         try:
             if self.wait_replicas > 0 and args and args[0] == "EVALSHA" and str(args[1]) not in _READ_ONLY:
                 return await self._durable(args)
-            return await super().execute_command(*args, **kwargs)
+            if self._initialize:
+                # redis-py 8.1 picks a command's node before it reads the layout, and while no layout is known it
+                # picks a random master: a new client's first command (or the first after a refresh) drew a MOVED,
+                # whose refresh recycles every connection under the commands in flight.
+                await self.initialize()
+            for attempt in range(_UNSENT_ATTEMPTS):
+                try:
+                    return await super().execute_command(*args, **kwargs)
+                except AttributeError as exc:
+                    # redis-py's layout refresh (after a MOVED, say) disconnects idle connections from a background
+                    # task that can close one another command has just taken: its send finds no writer. Nothing
+                    # went out, so sending again is safe for every client, the worker's included.
+                    if not _unsent(exc) or attempt == _UNSENT_ATTEMPTS - 1:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
         except redis.exceptions.RedisClusterException as exc:
             # SlotNotCoveredError and friends are not RedisErrors: turned into one, the worker's loops retry them.
             raise ClusterUnavailableError(
@@ -227,11 +250,11 @@ class NestqRedisCluster(RedisCluster):
                 lost = next((c.result for c in commands if isinstance(c.result, _LINK_ERRORS)), None)
                 if lost is not None:
                     raise lost
-            except AttributeError:
+            except AttributeError as exc:
                 # redis-py sent on a connection a layout refresh (started by another write) had just disconnected:
                 # its writer is gone, so nothing went out and the command did not run. Sending it again is safe for
                 # every client, the worker's included; anything else than that race is raised as it is.
-                if attempt >= 2 or any(c.result is not None for c in commands):
+                if attempt >= _UNSENT_ATTEMPTS - 1 or not _unsent(exc) or any(c.result is not None for c in commands):
                     raise
                 continue
             except _LINK_ERRORS as exc:

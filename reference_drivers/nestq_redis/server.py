@@ -194,11 +194,21 @@ class RedisServer:
         self.stop()
 
 
+def _ephemeral_low() -> int:
+    # The kernel hands out ports from ip_local_port_range to every outgoing connection on the machine; a port
+    # picked inside it can be taken by one between the check and the server's bind.
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _cluster_port(taken: set[int]) -> int:
-    # A cluster node also listens on its port + 10000 (the cluster bus), so both must be free and the port at
-    # most 55535; the kernel's ephemeral range starts above that, hence a random pick in a lower range.
+    # A cluster node also listens on its port + 10000 (the cluster bus): both must be free, and both are picked
+    # below the kernel's ephemeral range (see _ephemeral_low), so no outgoing connection takes them in the meantime.
+    top = max(_ephemeral_low() - 10001, 12000)
     for _ in range(1000):
-        port = random.randint(20000, 45000)
+        port = random.randint(10000, top)
         if port in taken or port + 10000 in taken:
             continue
         try:
@@ -252,6 +262,21 @@ def _info(port: int, section: str) -> dict[str, str]:
     return fields
 
 
+def _layout(port: int, live: set[int]) -> frozenset[tuple[int, str, str]]:
+    # One node's view of the live nodes (CLUSTER NODES): each one's port, role and slot ranges.
+    view = set()
+    for line in node_command(port, "CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        node_port = int(fields[1].split("@")[0].rpartition(":")[2] or 0)
+        if node_port not in live:
+            continue
+        role = "master" if "master" in fields[2].split(",") else "replica"
+        view.add((node_port, role, " ".join(fields[8:])))
+    return frozenset(view)
+
+
 class PrivateRedisCluster:
     """A private Redis Cluster on 127.0.0.1: ``masters`` masters with ``replicas`` replicas each, on free ports.
 
@@ -281,8 +306,8 @@ class PrivateRedisCluster:
                 "--cluster-replica-validity-factor", "0",
                 # A replica's first sync starts at once, not after the default 5 s wait for more replicas.
                 "--repl-diskless-sync-delay", "0")
-        taken: set[int] = set()
-        self.nodes = [RedisServer(binary=binary, port=_cluster_port(taken), extra_args=args)
+        self._taken: set[int] = set()
+        self.nodes = [RedisServer(binary=binary, port=_cluster_port(self._taken), extra_args=args)
                       for _ in range(masters * (1 + replicas))]
 
     @property
@@ -294,7 +319,7 @@ class PrivateRedisCluster:
         """Start every node, create the cluster, and return once every slot is served and every replica synced."""
         try:
             for node in self.nodes:
-                node.start()
+                self._start_node(node)
             create = [self.cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                       "--cluster-replicas", str(self.replicas), "--cluster-yes"]
             done = subprocess.run(create, capture_output=True, text=True, timeout=self.startup_timeout, check=False)
@@ -307,8 +332,25 @@ class PrivateRedisCluster:
             raise
         return self
 
+    def _start_node(self, node: RedisServer, attempts: int = 5) -> None:
+        # Another process may bind a port (or its bus port) between the pick and the node's start, which makes
+        # redis-server exit at once: the node moves to another free pair, as often as ``attempts`` allows.
+        for attempt in range(attempts):
+            try:
+                node.start()
+                return
+            except RedisServerError as exc:
+                if "Address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+                (node.dir / "nodes.conf").unlink(missing_ok=True)
+                node.port = _cluster_port(self._taken)
+
     def wait_healthy(self, timeout: float | None = None) -> None:
-        """Wait until every live node says ``cluster_state:ok`` and every live replica's link is up."""
+        """Wait until the live nodes are ok, replicas linked, and every node sees the same layout.
+
+        That is: every live node says ``cluster_state:ok``, every live replica's link is up, and every live node
+        lists the same masters, replicas and slots.
+        """
         deadline = time.monotonic() + (self.startup_timeout if timeout is None else timeout)
         last = "no node answered"
         while True:
@@ -322,8 +364,13 @@ class PrivateRedisCluster:
                         links[n.port] = repl.get("master_link_status")
                 masters = [n for n in live if _info(n.port, "replication").get("role") == "master"
                            and int(_info(n.port, "cluster").get("cluster_slots_assigned", "0")) > 0]
-                last = f"cluster states {states}, replica links {links}"
-                if all(s == "ok" for s in states.values()) and all(v == "up" for v in links.values()) and masters:
+                # Each node learns the layout by gossip: right after a create or a failover, one node may still
+                # list an old owner of some slots, and a client that reads the layout from it gets MOVED replies.
+                views = {n.port: _layout(n.port, {m.port for m in live}) for n in live}
+                agree = len(set(views.values())) == 1
+                last = f"cluster states {states}, replica links {links}, nodes agree on the layout: {agree}"
+                if (all(s == "ok" for s in states.values()) and all(v == "up" for v in links.values()) and masters
+                        and agree):
                     return
             except OSError as exc:
                 last = f"{type(exc).__name__}: {exc}"

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ import redis
 from nestq_conformance.report import REPORT_FILES
 from nestq_redis import RedisConnection, load_config
 from nestq_redis.cli import main
-from nestq_redis.cluster import ClusterUnavailableError, NestqRedisCluster, parse_cluster_url
+from nestq_redis.cluster import ClusterUnavailableError, NestqRedisCluster, make_cluster_client, parse_cluster_url
 from nestq_redis.connection import check_access, make_client
 from nestq_redis.harness import _delete_prefix
 from nestq_redis.server import PrivateRedisCluster, RedisServer, free_port, node_command
@@ -57,6 +58,28 @@ def own_cluster() -> Iterator[PrivateRedisCluster]:
 def _connection(url: str, prefix: str, **pinned: object) -> RedisConnection:
     return RedisConnection(load_config({"url": url, "key_prefix": prefix, **pinned}))
 
+
+
+# --------------------------------------------------------------------------- the private cluster itself
+
+
+def test_a_node_whose_bus_port_was_taken_meanwhile_starts_on_another_pair() -> None:
+    """A port pair taken between the pick and the start moves the node; pairs sit below the ephemeral range."""
+    require_redis_server()
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    cluster = PrivateRedisCluster()
+    try:
+        assert all(node.port + 10000 < low for node in cluster.nodes), [n.port for n in cluster.nodes]
+        node = cluster.nodes[0]
+        first = node.port
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+            squatter.bind(("127.0.0.1", first + 10000))  # another process took the cluster bus port
+            squatter.listen()
+            cluster._start_node(node)
+        assert node.port != first
+        assert node_command(node.port, "PING") == "PONG"
+    finally:
+        cluster.stop()
 
 
 # --------------------------------------------------------------------------- URLs (no server)
@@ -178,6 +201,83 @@ async def test_a_write_waits_for_its_replicas_and_a_shortfall_is_reported(
     finally:
         await met.aclose()
         await short.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_new_clients_first_commands_go_straight_to_their_slots_master(
+    cluster: PrivateRedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No MOVED on a healthy cluster: redis-py alone sends a new client's first command to a random master."""
+    from redis.asyncio.cluster import ClusterNode
+
+    original = ClusterNode.execute_command
+    redirected: list[str] = []
+
+    async def spy(self: ClusterNode, *args: object, **kwargs: object) -> object:
+        try:
+            return await original(self, *args, **kwargs)
+        except redis.exceptions.MovedError as exc:
+            redirected.append(f"{args[0]!s} to {self.name}: MOVED {exc}")
+            raise
+
+    monkeypatch.setattr(ClusterNode, "execute_command", spy)
+    prefix = f"nqt-{uuid.uuid4().hex[:6]}"
+    for n in range(6):  # a fresh client each time: its first command picks the node before any layout is known
+        client = make_cluster_client(cluster.url, socket_timeout=5.0, connect_timeout=5.0)
+        try:
+            assert await client.sadd(f"{{{prefix}-{n}}}:queues", "q") == 1
+            await client.delete(f"{{{prefix}-{n}}}:queues")
+        finally:
+            await client.aclose()
+    assert redirected == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("durable", [False, True], ids=["plain", "wait_replicas"])
+async def test_a_send_that_found_its_connection_closed_by_a_layout_refresh_is_sent_again(
+    cluster: PrivateRedisCluster, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    """redis-py's layout refresh can close a connection another command just took; that send is made again.
+
+    Its writer is gone before a byte is written (``AttributeError: 'NoneType' object has no attribute
+    'writelines'``), so even the worker's client (``resend=False``, used here) sends it again, twice at most; any
+    other AttributeError is raised as it is. The race is injected: it needs a MOVED amid concurrent commands.
+    """
+    from redis.asyncio.cluster import ClusterNode
+
+    method = "execute_pipeline" if durable else "execute_command"
+    original = getattr(ClusterNode, method)
+    unsent = "'NoneType' object has no attribute 'writelines'"
+    failures: list[str] = []
+    raised: list[str] = []
+
+    async def racing(self: ClusterNode, *args: object, **kwargs: object) -> object:
+        if failures:
+            raised.append(failures.pop(0))
+            raise AttributeError(raised[-1])
+        return await original(self, *args, **kwargs)
+
+    client = make_cluster_client(cluster.url, socket_timeout=5.0, connect_timeout=5.0, resend=False,
+                                 wait_replicas=1 if durable else 0)
+    key = f"{{nqt-{uuid.uuid4().hex[:8]}}}:unsent"
+    try:
+        sha = await client.script_load("return redis.call('INCR', KEYS[1])")
+        monkeypatch.setattr(ClusterNode, method, racing)
+        failures[:] = [unsent] * 2
+        assert await client.evalsha(sha, 1, key) == 1
+        assert raised == [unsent] * 2
+        failures[:] = [unsent] * 3
+        with pytest.raises(AttributeError, match="writelines"):
+            await client.evalsha(sha, 1, key)  # three in a row is no passing race: raised
+        failures[:] = ["'Thing' object has no attribute 'other'"]
+        with pytest.raises(AttributeError, match="other"):
+            await client.evalsha(sha, 1, key)
+        monkeypatch.undo()
+        assert int(await client.get(key)) == 1  # none of the failed sends ran
+    finally:
+        failures.clear()
+        await client.delete(key)
+        await client.aclose()
 
 
 @pytest.mark.asyncio

@@ -22,6 +22,8 @@ def nq(
     The driver spec goes to worker subprocesses, which resolve the same driver the way the plugin did.
     """
     found = rule_of(request.function)
+    nestq_harness.rule_start(found.id if found else request.function.__name__,
+                             frozenset(found.requires) if found else frozenset())
     return Scenario(
         nestq_harness,
         nestq_settings,

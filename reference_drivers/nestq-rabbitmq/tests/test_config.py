@@ -31,3 +31,11 @@ def test_backoff_grows_and_is_capped() -> None:
 def test_a_password_in_the_url_is_not_shown() -> None:
     config = load_config({"url": "amqp://user:hunter2@host:1"}, env={})
     assert "hunter2" not in repr(config)
+
+
+def test_a_management_url_must_be_http_and_its_password_is_not_shown() -> None:
+    with pytest.raises(ConfigError, match="NESTQ_RABBITMQ__MANAGEMENT_URL") as caught:
+        load_config(env={"NESTQ_RABBITMQ__MANAGEMENT_URL": "ftp://user:hunter2@host/"})
+    assert "hunter2" not in str(caught.value)
+    config = load_config({"management_url": "http://user:hunter2@host:15672/"}, env={})
+    assert "hunter2" not in repr(config)

@@ -7,12 +7,21 @@ acking each one; purge removes them.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import re
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 from aio_pika.abc import AbstractIncomingMessage
+from nestq_spec import redact
 
-from .connection import ATTEMPTS_HEADER, ERROR_HEADER, RabbitmqConnection
+from .connection import ATTEMPTS_HEADER, ERROR_HEADER, RabbitmqConnection, RabbitmqUnavailableError
 
 __all__ = ["DeadLetter", "QueueDepth", "RabbitmqAdmin"]
 
@@ -27,7 +36,7 @@ class QueueDepth:
     delayed: int
     """In the delay queues this process knows (retries waiting out their backoff, delayed pushes)."""
     held: int
-    """Delivered to this process's workers and not settled yet."""
+    """Delivered to workers and not settled yet: this process's, or every process's with ``management_url``."""
     dead: int
     """In the dead-letter queue."""
 
@@ -71,7 +80,15 @@ class RabbitmqAdmin:
         self.connection = connection
 
     async def depth(self, queue: str) -> QueueDepth:
-        """Ready, delayed, held and dead counts of ``queue``."""
+        """Ready, delayed, held and dead counts of ``queue``.
+
+        With the ``management_url`` setting the counts come from the management API and cover every process (held:
+        all consumers' unacked deliveries; delayed: every delay queue of ``queue``), as of the broker's last
+        statistics sample. Without it, AMQP: ready and dead from the broker, delayed from the delay queues this
+        process declared, held by this process's workers.
+        """
+        if self.connection.config.management_url:
+            return await asyncio.to_thread(self._depth_from_management, queue)
         names = self.connection.names
         ready = await self.connection.count(names.work(queue)) or 0
         dead = await self.connection.count(names.dead(queue)) or 0
@@ -80,6 +97,24 @@ class RabbitmqAdmin:
             delayed += await self.connection.count(name) or 0
         held = sum(holder(queue) for holder in self.connection.holders)
         return QueueDepth(queue, ready, delayed, held, dead)
+
+    def _depth_from_management(self, queue: str) -> QueueDepth:
+        names = self.connection.names
+        vhost = unquote(urlsplit(self.connection.config.url).path[1:]) or "/"
+        pattern = rf"^{re.escape(names.prefix)}\.(q|dead|delay\.[0-9]+)\.{re.escape(queue)}$"
+        query = {"page": "1", "page_size": "500", "name": pattern, "use_regex": "true",
+                 "columns": "name,messages,messages_ready,messages_unacknowledged"}
+        found = _management_get(self.connection.config.management_url, f"queues/{quote(vhost, safe='')}", query,
+                                self.connection.config.connect_timeout)
+        rows = {str(row.get("name")): row for row in found.get("items", [])}
+
+        def count(name: str, field: str) -> int:
+            value = rows.get(name, {}).get(field)  # absent before the queue's first statistics sample
+            return value if isinstance(value, int) else 0
+
+        delayed = sum(count(name, "messages") for name in rows if names.queue_of(name) == ("delay", queue))
+        return QueueDepth(queue, count(names.work(queue), "messages_ready"), delayed,
+                          count(names.work(queue), "messages_unacknowledged"), count(names.dead(queue), "messages"))
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Up to ``limit`` dead letters of ``queue``, oldest first, left in place."""
@@ -140,3 +175,26 @@ class RabbitmqAdmin:
         """Delete dead letters of ``queue`` (those ids, or all); return how many."""
         return await self._take(queue, job_ids, redrive=False)
 
+
+
+def _management_get(url: str, path: str, query: dict[str, str], timeout: float) -> dict[str, Any]:
+    """GET ``<url>/api/<path>?<query>`` with the URL's credentials; the parsed JSON object."""
+    parts = urlsplit(url)
+    base = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path.rstrip("/"), "", ""))
+    request = urllib.request.Request(f"{base}/api/{path}?{urlencode(query)}")
+    if parts.username is not None:
+        token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s): checked at load
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise RabbitmqUnavailableError(f"the management API at {redact(url, as_repr=False)} answered {exc.code} "
+                                       f"{exc.reason} for /api/{path}") from None
+    except (OSError, ValueError) as exc:
+        raise RabbitmqUnavailableError(f"the management API at {redact(url, as_repr=False)} did not answer: "
+                                       f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(body, dict):
+        raise RabbitmqUnavailableError(f"the management API at {redact(url, as_repr=False)} sent {type(body).__name__}"
+                                       f" for /api/{path}, expected an object")
+    return body

@@ -12,7 +12,9 @@
 ``NESTQ_RABBITMQ__PREFIX`` (else ``nestq``); ``--json`` prints machine-readable output; redrive and purge ask
 for confirmation on a terminal (``--yes`` skips it). Registered as ``rabbitmq`` in ``nestq.commands``.
 AMQP cannot list queues: ``depth`` counts the queues named, and its ``delayed`` column only the delay queues
-this command can know of (none; ``rabbitmqctl list_queues`` shows all of ``<prefix>.delay.*``).
+this command can know of (none; ``rabbitmqctl list_queues`` shows all of ``<prefix>.delay.*``). With
+``NESTQ_RABBITMQ__MANAGEMENT_URL`` set, ``depth`` asks the management API instead: every delay queue, and a
+``held`` column (deliveries the workers of every process hold unacked).
 """
 
 from __future__ import annotations
@@ -122,14 +124,19 @@ def _letter(d: DeadLetter) -> dict[str, object]:
 
 async def _depth(admin: RabbitmqAdmin, args: argparse.Namespace) -> int:
     found = [await admin.depth(q) for q in args.queues]
+    across = bool(admin.connection.config.management_url)  # else held is this CLI process's: always 0
     if args.json:
-        print(json.dumps([{"queue": d.queue, "ready": d.ready, "delayed": d.delayed, "dead": d.dead} for d in found],
-                         indent=2))
+        rows = [{"queue": d.queue, "ready": d.ready, "delayed": d.delayed, "dead": d.dead} for d in found]
+        if across:
+            for row, d in zip(rows, found, strict=True):
+                row["held"] = d.held
+        print(json.dumps(rows, indent=2))
         return 0
     width = max(len("QUEUE"), *(len(d.queue) for d in found))
-    print(f"{'QUEUE':<{width}}  READY  DELAYED  DEAD")
+    print(f"{'QUEUE':<{width}}  READY  DELAYED  {'HELD  ' if across else ''}DEAD")
     for d in found:
-        print(f"{d.queue:<{width}}  {d.ready:>5}  {d.delayed:>7}  {d.dead:>4}")
+        held = f"{d.held:>4}  " if across else ""
+        print(f"{d.queue:<{width}}  {d.ready:>5}  {d.delayed:>7}  {held}{d.dead:>4}")
     return 0
 
 

@@ -48,6 +48,12 @@ class RabbitmqConfig:
         "trip, but a job buffered when the connection drops counts as an attempt",
     )
     connect_timeout: float = setting(default=10.0, min=0.1, help="seconds the first connection may take")
+    management_url: str = setting(
+        default="",
+        help="the management plugin's HTTP API (http://user:password@host:15672/; a password in it is never shown), "
+        "for depths across processes: held counts every worker's unacked deliveries, delayed every delay queue "
+        "(counts lag by the broker's collect_statistics_interval, 5 s by default); empty: AMQP only",
+    )
     push_timeout: float = setting(
         default=10.0,
         min=0.1,
@@ -97,5 +103,10 @@ def load_config(
         raise ConfigError(
             f"{env_var(RabbitmqConfig, 'url')}={redact(config.url, as_repr=False)} is not an AMQP URL: expected "
             "amqp://user:password@host:5672/vhost (or amqps://)"
+        )
+    if config.management_url and not config.management_url.lower().startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{env_var(RabbitmqConfig, 'management_url')}={redact(config.management_url, as_repr=False)} is not an "
+            "HTTP URL: expected http://user:password@host:15672/ (or https://), or empty"
         )
     return config

@@ -8,8 +8,12 @@ session runs in a virtual host of its own that it deletes at the end; otherwise 
 and deletes the queues it declared. The suite refuses a broker that is not on this machine unless
 ``NESTQ_SUITE_ALLOW_REMOTE=1``: a shell variable left pointing at production must not receive test jobs.
 
-The shared broker is never restarted, so ``storage_restart`` is not declared; losing the connection is tested by
-the project's own tests, which close the worker's connection through ``rabbitmqctl close_connection``.
+The shared broker is never restarted. The rules that require ``storage_restart`` (DUR-005) run on a private node
+instead (:class:`~nestq_rabbitmq.server.RabbitmqNode`: ``rabbitmq-server`` on free ports with its own epmd, cookie
+and data folder), which the harness starts on the first such rule (:meth:`RabbitmqHarness.rule_start`), restarts
+for :meth:`RabbitmqHarness.restart_storage` and deletes at the end; the other rules stay on the broker above.
+``storage_restart`` is declared only when ``rabbitmq-server`` is installed (``NESTQ_RABBITMQ_SERVER_BIN`` names
+another one; set empty, none), and with ``CI=true`` a missing one is an error.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .admin import RabbitmqAdmin
 from .config import RabbitmqConfig, load_config
 from .connection import DECLARED_NAMES, RabbitmqConnection
 from .module import RabbitmqQueueModule, RabbitmqQueueWorkerModule
+from .server import RabbitmqNode, rabbitmq_server_binary
 
 __all__ = ["PAYLOAD_LIMIT", "RabbitmqHarness", "harness", "rabbitmqctl"]
 
@@ -66,7 +71,10 @@ class RabbitmqHarness(DriverHarness):
 
     @property
     def capabilities(self) -> Capabilities:
-        """Everything but ``storage_restart``; ``priority`` only on classic queues (``NESTQ_RABBITMQ__QUEUE_TYPE``)."""
+        """Everything; ``storage_restart`` with a private node; ``priority`` only on classic queues.
+
+        The queue type is ``NESTQ_RABBITMQ__QUEUE_TYPE``; see :meth:`node_plan` for the private node.
+        """
         if self._capabilities is not None:
             return self._capabilities
         return Capabilities(
@@ -83,7 +91,7 @@ class RabbitmqHarness(DriverHarness):
             cross_process=True,
             max_payload_bytes=PAYLOAD_LIMIT,
             max_concurrency=True,
-            storage_restart=False,
+            storage_restart=self.node_plan()[0],
         ).validate()
 
     @capabilities.setter
@@ -96,10 +104,28 @@ class RabbitmqHarness(DriverHarness):
         self._prefix: str | None = None
         self._vhost: str | None = None
         self._capabilities = None
+        self._node: RabbitmqNode | None = None
+        self._on_node = False
+
+    def node_plan(self) -> tuple[bool, str]:
+        """Whether the ``storage_restart`` rules can run on a private node, and why (for the report header).
+
+        Raises with ``CI=true`` when ``rabbitmq-server`` is missing: CI must run every rule.
+        """
+        binary = rabbitmq_server_binary()
+        if binary is not None:
+            return True, f"storage_restart rules on a private node ({binary}, started on first need)"
+        why = ("storage_restart is not declared: no rabbitmq-server to run a private node (install the Debian "
+               "package rabbitmq-server, or set NESTQ_RABBITMQ_SERVER_BIN)")
+        if os.environ.get("CI", "").lower() == "true":
+            raise RuntimeError(f"CI=true but {why}")
+        return False, why
 
     @property
     def address(self) -> str:
-        """The broker URL the suite uses (with the session's virtual host once ``session_start`` made one)."""
+        """The broker URL the current rule uses: the private node's, or the broker's (with the session's vhost)."""
+        if self._on_node and self._node is not None:
+            return self._node.url
         if self._address is None:
             url = os.environ.get(_URL_VAR)
             self._address = str(load_config().url if url else LOCAL_URL)
@@ -122,7 +148,9 @@ class RabbitmqHarness(DriverHarness):
     def describe(self) -> str:
         """The report header's line: the broker, the session's virtual host or prefix, and where they came from."""
         where = f"virtual host {self._vhost!r}" if self._vhost else "its own queue prefix"
-        return f"rabbitmq: {redact(self.address, as_repr=False)} ({self._origin}); {where}, prefix {self.prefix}"
+        shared = self._address if self._address is not None else self.address
+        return (f"rabbitmq: {redact(shared, as_repr=False)} ({self._origin}); {where}, prefix {self.prefix}; "
+                f"{self.node_plan()[1]}")
 
     def session_start(self) -> None:
         """Pick a fresh prefix; on a local broker ``rabbitmqctl`` administers, make a virtual host for the session."""
@@ -141,8 +169,21 @@ class RabbitmqHarness(DriverHarness):
         self._vhost = vhost
         self._address = urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
 
+    def rule_start(self, rule_id: str, requires: frozenset[str]) -> None:
+        """Point the rule at the private node if it requires ``storage_restart`` (the first time, start it).
+
+        Every other rule runs on the broker of :attr:`address`.
+        """
+        self._on_node = "storage_restart" in requires and self.node_plan()[0]
+        if self._on_node and self._node is None:
+            self._node = RabbitmqNode().start()
+
     def session_end(self) -> None:
-        """Delete the session's virtual host, or else the queues this process declared under its prefix."""
+        """Delete the private node; delete the session's virtual host, or else the queues it declared there."""
+        self._on_node = False
+        if self._node is not None:
+            self._node.close()
+            self._node = None
         if self._vhost is not None:
             rabbitmqctl("delete_vhost", self._vhost)
             self._vhost = None
@@ -161,6 +202,8 @@ class RabbitmqHarness(DriverHarness):
             "backoff_cap": max(settings.backoff_cap, settings.backoff),
             "shutdown_grace": settings.shutdown_grace,
             "reconnect_interval": max(0.05, settings.poll_interval),
+            # Prompt reconnects, as the suite's short timings ask (the default cap, 30 s, suits production).
+            "reconnect_cap": 1.0,
             # Priorities are off by default (they cost throughput); the suite checks them on classic queues.
             "max_priority": SUITE_MAX_PRIORITY if load_config().queue_type == "classic" else 0,
         }
@@ -209,6 +252,18 @@ class RabbitmqHarness(DriverHarness):
     async def push_raw(self, container: Container, queue: str, data: bytes) -> None:
         """Store ``data`` as it is, bypassing the envelope: how the suite plants malformed envelopes."""
         await container.get(RabbitmqConnection).push_raw(queue, data)
+
+    async def restart_storage(self) -> None:
+        """Kill the private node (SIGKILL, a crash) and start it again on its ports and data; return once ready."""
+        if not self._on_node or self._node is None:
+            raise NotImplementedError("restart_storage hook: only the private node the harness started can restart")
+        await asyncio.to_thread(self._node.restart)
+
+    async def storage_identity(self) -> str:
+        """The private node's ``beam.smp`` process id, from the pid file the node writes at boot."""
+        if not self._on_node or self._node is None:
+            raise NotImplementedError("storage_identity probe: only for the private node the harness started")
+        return f"{self._node.nodename} beam.smp pid {self._node.pid()}"
 
 
 async def _delete_queues(url: str, names: list[str]) -> None:
