@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from nestq_spec.container import Container
 from nestq_spec.driverkit.lease import LeaseKeeper
-from nestq_spec.driverkit.retry import RetryPolicy, describe_error
+from nestq_spec.driverkit.retry import Decision, RetryPolicy, describe_error
 from nestq_spec.errors import ConfigError
 from nestq_spec.registry import ProcessMethod, _dispatch_job, routes
 from nestq_spec.transport import CancellationToken, Transport
@@ -79,8 +79,8 @@ class QueueWorker(Transport, Generic[H]):
 
     The loop keeps its state and its steps in a private object, not on the worker: a driver's own attributes and
     helper methods, whatever their names (``_buffer``, ``_next``, ``_running``), can never shadow them. What a
-    driver may read or refine is public: :attr:`stopping`, :attr:`busy`, :meth:`held`, :meth:`routes` and
-    :meth:`handle`.
+    driver may read or refine is public: :attr:`stopping`, :attr:`busy`, :meth:`held`, :meth:`routes`,
+    :meth:`handle` and :meth:`report_failure`.
 
     A failing storage call of one queue never stops another queue: outcomes that could not be written are kept and
     written again (``settle_retry`` seconds later), lease extensions are per queue, and a failing :meth:`receive` is
@@ -170,6 +170,21 @@ class QueueWorker(Transport, Generic[H]):
     async def handle(self, methods: Sequence[ProcessMethod], delivery: Delivery[H], container: Container) -> None:
         """Run one job: the stored bytes as they are, with this attempt's ``JobMeta`` in the job context."""
         await _dispatch_job(methods, delivery.data, container, delivery.attempt, delivery.job_id)
+
+    def report_failure(self, delivery: Delivery[H], exc: BaseException, decision: Decision) -> None:
+        """Log a failed attempt, once ``retry_policy`` has decided what happens to it (``delivery.error`` is set).
+
+        The default logs a retry at WARNING and a dead letter at ERROR with the traceback. A driver whose operators
+        want one line per dead letter (thousands of failures must not write a traceback each) overrides this; it
+        must not raise, and it changes nothing but the log.
+        """
+        limit = self.retry_policy.max_attempts
+        if decision.retry:
+            log.warning("job %s on %s failed (attempt %d of %d), retrying in %.3gs: %s",
+                        delivery.job_id, delivery.queue, delivery.attempt, limit, decision.delay, delivery.error)
+        else:
+            log.error("job %s on %s dead-lettered after attempt %d, %s: %s", delivery.job_id, delivery.queue,
+                      delivery.attempt, decision.why, delivery.error, exc_info=exc)
 
     def held(self) -> dict[str, list[Delivery[H]]]:
         """Jobs this worker holds, by queue: running, received but not started, or finished but not settled.
@@ -394,16 +409,11 @@ class _Loop(Generic[H]):
                 waiter.cancel()
 
     def failed(self, delivery: Delivery[H], exc: BaseException) -> tuple[str, float]:
-        error = describe_error(exc)
-        delivery.error = error
+        delivery.error = describe_error(exc)
         decision = self.worker.retry_policy.decide(exc, delivery.attempt)
-        limit = self.worker.retry_policy.max_attempts
+        self.worker.report_failure(delivery, exc, decision)
         if decision.retry:
-            log.warning("job %s on %s failed (attempt %d of %d), retrying in %.3gs: %s",
-                        delivery.job_id, delivery.queue, delivery.attempt, limit, decision.delay, error)
             return _RETRY, decision.delay
-        log.error("job %s on %s dead-lettered after attempt %d, %s: %s", delivery.job_id, delivery.queue,
-                  delivery.attempt, decision.why, error, exc_info=exc)
         return _DEAD, 0.0
 
     # ------------------------------------------------------------------------------------------ settling outcomes

@@ -1,21 +1,20 @@
 """The consumer side of the Redis driver: :class:`RedisWorker`, the ``Transport`` the worker module contributes.
 
-It follows the seed's five numbered places: (1) the reachable ``@process`` methods, (2) grouped by queue,
-(3) one claim loop per queue, (4) ``dispatch`` of each envelope, (5) the retry / dead-letter policy.
+The worker loop (concurrency, cancel and shutdown grace, dispatch in the job context, the retry policy, batched
+outcomes, heartbeats of the leases in hand) is the toolkit's :class:`~nestq_spec.driverkit.QueueWorker`. This module
+supplies the Redis storage primitives, each one Lua script (``scripts.py``) per call:
 
-Shape of one worker, all in one event loop:
+- :meth:`RedisWorker.receive` claims up to ``min(claim_batch, free slots)`` jobs per queue in one round trip and
+  confirms receipt in a second (an unconfirmed claim, whose reply was lost, costs no attempt); when every queue is
+  empty it blocks on the queues' wake-up lists for at most ``poll_timeout`` (always finite);
+- acks of many jobs of a queue are one call; a failure is one call (retry through the delayed set, or dead letter);
+- give-back returns jobs to the head of their queue and refunds their attempt: a job received but never started,
+  or interrupted after the shutdown grace, runs again with the attempt number it had;
+- extend-leases is the heartbeat of every job in hand (buffered, running, or awaiting its outcome).
 
-- a claim loop per queue leases up to ``min(claim_batch, free slots)`` jobs in one round trip, and when the
-  queue is empty blocks on the queue's wake-up list for at most ``poll_timeout`` (always finite);
-- ``concurrency`` runner tasks take claimed jobs from a local buffer and dispatch them (a fixed pool: cheaper
-  than a task per job, and it bounds concurrency by construction);
-- a flusher writes outcomes: acks of many jobs in one call, failures one by one (retry through the delayed set
-  with exponential backoff and jitter, or dead letter);
-- a heartbeat extends the leases of every job in hand (buffered, running, or awaiting its ack);
-- a maintenance task sweeps expired leases and due delayed jobs, and trims old dead letters.
-
-Every storage call is guarded: a lost connection or a restarting Redis is logged, backed off (bounded) and
-retried; the serve loop never ends on a storage error.
+What only Redis needs stays here: the worker's own client (``resend=False``: a claim whose connection broke is never
+sent again, on a single server or a cluster), a maintenance task that sweeps expired leases and due delayed jobs and
+trims old dead letters, and per-queue backoff and rate-limited reports of storage errors.
 """
 
 from __future__ import annotations
@@ -23,30 +22,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from nestq_spec import (
-    CancellationToken,
-    Container,
-    JobMeta,
-    ProcessMethod,
-    Transport,
-    dispatch,
-    is_retryable,
-    routes,
-)
+from nestq_spec import CancellationToken, Container, ProcessMethod
+from nestq_spec.driverkit import MAX_ERROR_CHARS, Decision, Delivery, QueueWorker, RetryPolicy
 
 from .config import RedisConfig, display_url
 from .connection import RedisConnection, check_access
-from .store import ClaimedJob, RedisQueueStore
+from .store import RedisQueueStore
 
-__all__ = ["STORAGE_ERRORS", "RedisWorker", "error_text"]
+__all__ = ["STORAGE_ERRORS", "Lease", "RedisWorker", "error_text"]
 
 log = logging.getLogger("nestq.redis")
 
@@ -55,10 +45,7 @@ T = TypeVar("T")
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 """Errors that mean "the storage is unreachable or unwell": logged, backed off and retried, never fatal."""
 
-# What a bounded storage call may raise while the worker stops: its own timeout or a storage error.
-_STOP_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *STORAGE_ERRORS)
-_MAX_ERROR_TEXT = 4000
-# How long a cancelled task may take to unwind at shutdown before it is abandoned.
+# How long a cancelled wait may take to unwind before it is abandoned.
 _UNWIND_SECONDS = 0.5
 # Dead letters older than the retention are trimmed this often (and at start).
 _TRIM_EVERY = 60.0
@@ -73,9 +60,9 @@ def error_text(exc: BaseException) -> str:
     except Exception as inner:
         message = f"<str() of the exception failed: {type(inner).__name__}>"
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    if len(text) > _MAX_ERROR_TEXT:
+    if len(text) > MAX_ERROR_CHARS:
         suffix = f" ... ({len(text)} chars, truncated)"
-        text = text[: _MAX_ERROR_TEXT - len(suffix)] + suffix
+        text = text[: MAX_ERROR_CHARS - len(suffix)] + suffix
     return text
 
 
@@ -123,33 +110,29 @@ class _Backoff:
 
 
 @dataclass(eq=False, slots=True)
-class _Held:
-    """A job this worker holds a lease on: buffered, running, or finished and waiting for its outcome to land."""
+class Lease:
+    """The handle of a claimed job: the claim's lease token, and what this worker learnt about the job since."""
 
-    queue: _Queue
-    job: ClaimedJob
+    token: str
     started: bool = False
+    """The handler was called (a give-back of a started job is an interruption, not a job never begun)."""
     finished: bool = False
+    """The handler returned or raised: a heartbeat that finds its lease gone raced with its own outcome."""
     lost: bool = False
+    """A heartbeat found the lease gone (the sweep reclaimed it): the job may run elsewhere, it must not start here."""
 
 
-@dataclass(eq=False)
-class _Queue:
-    name: str
-    methods: tuple[ProcessMethod, ...]
-    held: dict[str, _Held] = field(default_factory=dict)
-    acks: list[_Held] = field(default_factory=list)
-    fails: list[tuple[_Held, str, float | None]] = field(default_factory=list)
-    # Issue 13 (item 2): each queue's heartbeat, outcome flush and upkeep fail and back off on their own, so
-    # one broken queue (WRONGTYPE, say) never stops the others' leases from being extended or acks recorded.
-    heartbeat_backoff: _Backoff = field(init=False)
-    flush_backoff: _Backoff = field(init=False)
-    upkeep_backoff: _Backoff = field(init=False)
+class _QueueState:
+    """Per-queue backoffs: one broken queue (WRONGTYPE, say) never stops the others' claims, leases or outcomes."""
 
-    def __post_init__(self) -> None:
-        self.heartbeat_backoff = _Backoff(f"heartbeat on {self.name}")
-        self.flush_backoff = _Backoff(f"recording job outcomes on {self.name}")
-        self.upkeep_backoff = _Backoff(f"sweep on {self.name}")
+    __slots__ = ("claim", "heartbeat", "settle", "upkeep", "wait")
+
+    def __init__(self, name: str) -> None:
+        self.claim = _Backoff(f"claim on {name}")
+        self.wait = _Backoff(f"wait on {name}")
+        self.heartbeat = _Backoff(f"heartbeat on {name}")
+        self.settle = _Backoff(f"recording job outcomes on {name}")
+        self.upkeep = _Backoff(f"sweep on {name}")
 
 
 async def _until(awaitable: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
@@ -169,7 +152,8 @@ async def _until(awaitable: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T 
     task.cancel()
     # An abandoned call's error is of no interest; retrieve it so asyncio does not report it as never retrieved.
     task.add_done_callback(_retrieve)
-    # Bounded: the cancel may be swallowed by the client (see _Run._settle); the call then ends by its own timeout.
+    # Bounded: redis-py may swallow a cancel that arrives as its write completes (CPython gh-86296); the call
+    # then ends by its own timeout.
     await asyncio.wait({task}, timeout=_UNWIND_SECONDS)
     return False, None
 
@@ -179,28 +163,53 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-class RedisWorker(Transport):
+class RedisWorker(QueueWorker[Lease]):
     """Consumes every queue that has a reachable ``@process`` handler, at-least-once, with leases.
 
-    Built by ``RedisQueueWorkerModule`` from the app's :class:`RedisConnection` (its settings included).
+    Built by ``RedisQueueWorkerModule`` from the app's :class:`RedisConnection` (its settings included). A
+    :class:`~nestq_spec.driverkit.QueueWorker`: the loop is the toolkit's, the primitives below are Redis's.
     """
 
     def __init__(self, connection: RedisConnection, config: RedisConfig | None = None) -> None:
+        config = config if config is not None else connection.config
+        super().__init__(
+            concurrency=config.concurrency,
+            shutdown_grace=config.shutdown_grace,
+            retry_policy=RetryPolicy(config.max_attempts, config.backoff_base, config.backoff_cap,
+                                     config.backoff_jitter),
+            heartbeat_interval=config.effective_heartbeat(),
+        )
         self.connection = connection
-        self.config = config if config is not None else connection.config
-        self.shutdown_grace = self.config.shutdown_grace
+        self.config = config
+        self.receive_wait = config.poll_timeout
+        self.receive_error_pause = (0.05, 1.0)
+        self._store: RedisQueueStore | None = None
+        self._states: dict[str, _QueueState] = {}
+        self._next_queue = 0
 
     def __repr__(self) -> str:
         return f"RedisWorker(url={display_url(self.config.url)!r}, key_prefix={self.config.key_prefix!r})"
 
-    async def serve(self, container: Container, cancel: CancellationToken) -> None:
-        """Claim, run and settle jobs until ``cancel``; then stop claiming, return unstarted jobs and wait.
+    @property
+    def store(self) -> RedisQueueStore:
+        """The store on the worker's own client, while :meth:`serve` runs."""
+        if self._store is None:
+            raise RuntimeError("RedisWorker.store is only available while the worker serves")
+        return self._store
 
-        Running jobs get up to ``shutdown_grace`` seconds; any still running then are interrupted and keep their
-        lease, so they are redelivered once it expires: never lost.
+    def _state(self, queue: str) -> _QueueState:
+        state = self._states.get(queue)
+        if state is None:
+            state = self._states[queue] = _QueueState(queue)
+        return state
+
+    async def serve(self, container: Container, cancel: CancellationToken) -> None:
+        """Claim, run and settle jobs until ``cancel``; then stop claiming, finish within the grace, give back the rest.
+
+        Jobs received but not started, and jobs still running after ``shutdown_grace`` (interrupted), go back to
+        the head of their queue with their attempt refunded.
         """
-        # (1) + (2): the reachable @process methods, grouped by queue name.
-        table = routes(container)
+        table = self.routes(container)
         if not table:
             log.warning("RedisWorker: no reachable @process handler, so no queue to consume; idle until stopped")
             await cancel.wait()
@@ -213,384 +222,256 @@ class RedisWorker(Transport):
                                     max_job_bytes=self.config.max_payload_bytes)
             # Issue 13 (item 7): a wrong password or a missing ACL permission fails the boot (ConfigError).
             await check_access(store, self.config, list(table))
-            run = _Run(self.config, store, container, table)
-            await run.serve(cancel)
+            self._store = store
+            self._states = {queue: _QueueState(queue) for queue in table}
+            log.info("RedisWorker serving %s on %s (prefix %s, concurrency %d)", ", ".join(table),
+                     display_url(self.config.url), self.config.key_prefix, self.config.concurrency)
+            closing = asyncio.Event()
+            upkeep = asyncio.create_task(self._maintenance(list(table), closing), name="nestq-redis-maintenance")
+            try:
+                await super().serve(container, cancel)
+            finally:
+                closing.set()
+                done, _ = await asyncio.wait({upkeep}, timeout=1.0)
+                if not done:
+                    upkeep.cancel()
+                    await asyncio.wait({upkeep}, timeout=_UNWIND_SECONDS)
+                if upkeep.done() and not upkeep.cancelled() and (exc := upkeep.exception()) is not None:
+                    log.error("RedisWorker: error in the maintenance task", exc_info=exc)
         finally:
+            self._store = None
             with contextlib.suppress(*STORAGE_ERRORS, RuntimeError):
                 await client.aclose()
 
-
-class _Run:
-    """One serve() call: the loops and the state they share."""
-
-    def __init__(
-        self,
-        config: RedisConfig,
-        store: RedisQueueStore,
-        container: Container,
-        table: dict[str, tuple[ProcessMethod, ...]],
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.container = container
-        self.queues = [_Queue(name, methods) for name, methods in table.items()]
-        self.free = config.concurrency
-        self.slot_freed = asyncio.Event()
-        self.buffer: asyncio.Queue[_Held | None] = asyncio.Queue()
-        self.stop = asyncio.Event()
-        """Set when shutdown begins: stop claiming."""
-        self.closing = asyncio.Event()
-        """Set when shutdown ends: the flusher, heartbeat and maintenance loops exit."""
-        self.outcome = asyncio.Event()
-        self.flush_lock = asyncio.Lock()
-        self.flush_retry_in = 1.0
-        self.rng = random.Random()
-
-    async def serve(self, cancel: CancellationToken) -> None:
-        names = ", ".join(q.name for q in self.queues)
-        log.info("RedisWorker serving %s on %s (prefix %s, concurrency %d)", names, display_url(self.config.url),
-                 self.config.key_prefix, self.config.concurrency)
-        # (3): one claim loop per queue, a fixed pool of runners, and the settling / upkeep loops.
-        claimers = [asyncio.create_task(self._claim_loop(q), name=f"nestq-redis-claim-{q.name}") for q in self.queues]
-        runners = [asyncio.create_task(self._runner(), name=f"nestq-redis-run-{i}")
-                   for i in range(self.config.concurrency)]
-        upkeep = [
-            asyncio.create_task(self._flush_loop(), name="nestq-redis-flush"),
-            asyncio.create_task(self._heartbeat_loop(), name="nestq-redis-heartbeat"),
-            asyncio.create_task(self._maintenance_loop(), name="nestq-redis-maintenance"),
-        ]
-        everything = [*claimers, *runners, *upkeep]
-        cancelled = asyncio.ensure_future(cancel.wait())
-        crash: BaseException | None = None
-        try:
-            done, _ = await asyncio.wait({cancelled, *everything}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done - {cancelled}:
-                # Storage errors never get here (every loop absorbs them): this is a bug, surfaced as one.
-                ended = RuntimeError(f"{task.get_name()} ended while the worker was serving")
-                crash = ended if task.cancelled() else (task.exception() or ended)
-                log.error("RedisWorker: %s stopped unexpectedly", task.get_name(), exc_info=crash)
-                break
-        finally:
-            cancelled.cancel()
-            await self._shutdown(claimers, runners, upkeep)
-        if crash is not None:
-            raise crash
-
-    # ------------------------------------------------------------------ shutdown
-
-    async def _shutdown(
-        self, claimers: Sequence[asyncio.Task[None]], runners: Sequence[asyncio.Task[None]],
-        upkeep: Sequence[asyncio.Task[None]],
-    ) -> None:
-        deadline = time.monotonic() + self.config.shutdown_grace
-        self.stop.set()
-        self.slot_freed.set()
-
-        def left(floor: float = 0.0) -> float:
-            return max(floor, deadline - time.monotonic())
-
-        # Stop claiming; a claim already on the wire may finish (normally milliseconds), so no lease is taken
-        # without us knowing. A Redis that does not answer gets two seconds: its leases then simply expire.
-        await self._settle(claimers, min(left(0.5), 2.0))
-        # Return claimed-but-unstarted jobs to the head of their queues, in claim order, for any worker to take.
-        unstarted: list[_Held] = []
-        while not self.buffer.empty():
-            item = self.buffer.get_nowait()
-            if item is not None:
-                unstarted.append(item)
-        for _ in runners:
-            self.buffer.put_nowait(None)
-        await self._release(unstarted, left(0.5))
-        # Let running jobs finish within the grace; the flusher keeps settling them meanwhile.
-        if runners:
-            _, late = await asyncio.wait(runners, timeout=left())
-            if late:
-                log.warning("RedisWorker: %d job(s) still running after the %.1fs shutdown grace; interrupted, "
-                            "they keep their lease and are redelivered once it expires", len(late),
-                            self.config.shutdown_grace)
-            await self._settle(runners, 0.0)
-        try:
-            await asyncio.wait_for(self._flush(), timeout=left(0.5))
-        except _STOP_ERRORS as exc:
-            log.warning("RedisWorker: could not record the outcome of every finished job before stopping (%s); "
-                        "they will be redelivered once their lease expires", type(exc).__name__)
-        self.closing.set()
-        self.outcome.set()
-        await self._settle(upkeep, 1.0)
-
-    @staticmethod
-    async def _settle(tasks: Sequence[asyncio.Task[None]], within: float) -> None:
-        """Wait up to ``within`` seconds for ``tasks`` to end, then cancel the rest and wait (boundedly) for them.
-
-        The loops also exit by themselves on the ``stop``/``closing`` flags, because a cancellation can be
-        swallowed inside a client call: redis-py writes commands under ``asyncio.wait_for``, which on Python 3.11
-        loses a cancel that arrives as the write completes (CPython gh-86296); seen here in about one in ten
-        cancellations of a busy loop.
-        """
-        if not tasks:
+    async def handle(self, methods: Sequence[ProcessMethod], delivery: Delivery[Lease], container: Container) -> None:
+        """Run the job, unless its lease was lost while it waited or it is past ``max_attempts``."""
+        lease = delivery.handle
+        if lease.lost:
+            # The lease went while the job waited in the buffer: it may already run elsewhere. Its ack is a no-op.
             return
-        if within > 0:
-            await asyncio.wait(tasks, timeout=within)
-        for task in tasks:
-            task.cancel()
-        done, stuck = await asyncio.wait(tasks, timeout=_UNWIND_SECONDS)
-        if stuck:
-            log.warning("RedisWorker: %s did not stop within %.1fs of cancellation; abandoned",
-                        ", ".join(sorted(t.get_name() for t in stuck)), _UNWIND_SECONDS)
-        for task in done:
-            if task.cancelled():
-                continue
-            exc = task.exception()
-            if exc is not None and not isinstance(exc, STORAGE_ERRORS):
-                log.error("RedisWorker: error in %s while stopping", task.get_name(), exc_info=exc)
+        lease.started = True
+        try:
+            if delivery.attempt > self.config.max_attempts:
+                raise _OutOfAttempts(delivery.attempt, self.config.max_attempts)
+            await super().handle(methods, delivery, container)
+        finally:
+            lease.finished = True
 
-    async def _release(self, items: list[_Held], within: float) -> None:
-        by_queue: dict[str, list[_Held]] = {}
-        for item in items:
-            item.queue.held.pop(item.job.id, None)
-            self._free_slot()
-            if not item.lost:
-                by_queue.setdefault(item.queue.name, []).append(item)
-        for queue, held in by_queue.items():
-            try:
-                leases = [(h.job.id, h.job.lease_token) for h in held]
-                n = await asyncio.wait_for(self.store.release(queue, leases), timeout=within)
-                log.info("RedisWorker: returned %d unstarted job(s) to %s", n, queue)
-            except _STOP_ERRORS as exc:
-                log.warning("RedisWorker: could not return %d unstarted job(s) to %s (%s); they are redelivered "
-                            "once their lease expires", len(held), queue, type(exc).__name__)
+    def report_failure(self, delivery: Delivery[Lease], exc: BaseException, decision: Decision) -> None:
+        """One line per failed attempt on ``nestq.redis``; a dead letter's traceback only at DEBUG.
 
-    # ------------------------------------------------------------------ (3) claiming
-
-    def _free_slot(self) -> None:
-        self.free += 1
-        self.slot_freed.set()
-
-    async def _claim_loop(self, queue: _Queue) -> None:
-        config = self.config
-        backoff = _Backoff(f"claim on {queue.name}")
-        while not self.stop.is_set():
-            if self.free <= 0:
-                # Shutdown sets the event too, so this wait needs no race with the stop flag.
-                self.slot_freed.clear()
-                await self.slot_freed.wait()
-                continue
-            want = min(config.claim_batch, self.free)
-            self.free -= want
-            try:
-                jobs = await self.store.claim(queue.name, limit=want, lease_seconds=config.visibility_timeout)
-                # Issue 13 (item 4): confirm receipt before any job starts. Until confirmed, an expired lease
-                # gives the attempt back (the claim's reply never reached a worker, the job never ran).
-                if jobs:
-                    await self.store.confirm(queue.name, jobs[0].lease_token, [j.id for j in jobs])
-            except STORAGE_ERRORS as exc:
-                # Jobs claimed but not confirmed are not run here: their leases expire and the sweep returns
-                # them with the attempt given back.
-                self.free += want
-                await _until(asyncio.sleep(backoff.failed(exc)), self.stop)
-                continue
-            backoff.ok()
-            self.free += want - len(jobs)
-            if len(jobs) < want and self.free > 0:
-                self.slot_freed.set()
-            for job in jobs:
-                held = _Held(queue, job)
-                previous = queue.held.get(job.id)
-                if previous is not None:
-                    previous.lost = True
-                queue.held[job.id] = held
-                self.buffer.put_nowait(held)
-            if len(jobs) == want:
-                continue
-            # The queue is drained: block until a push, a due delayed job, or poll_timeout, whichever is first.
-            try:
-                await _until(self.store.wait(queue.name, config.poll_timeout), self.stop)
-            except STORAGE_ERRORS as exc:
-                await _until(asyncio.sleep(backoff.failed(exc)), self.stop)
-
-    # ------------------------------------------------------------------ (4) running
-
-    async def _runner(self) -> None:
-        while True:
-            held = await self.buffer.get()
-            if held is None:
-                return
-            if held.lost:
-                # The lease went while the job waited here; it may already run elsewhere.
-                held.queue.held.pop(held.job.id, None)
-                self._free_slot()
-                continue
-            held.started = True
-            job = held.job
-            queue = held.queue
-            try:
-                if job.attempt > self.config.max_attempts:
-                    raise _OutOfAttempts(job.attempt, self.config.max_attempts)
-                await dispatch(queue.methods, job.data, self.container, JobMeta(job.attempt, job.id))
-            except asyncio.CancelledError as exc:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # the shutdown interrupting a job past the grace: it keeps its lease
-                # A handler's own CancelledError (an inner timeout, say) is a job failure, not a reason to stop.
-                self._failed(held, RuntimeError(f"the handler raised CancelledError: {exc}"))
-            except Exception as exc:
-                self._failed(held, exc)
-            else:
-                queue.acks.append(held)
-                self.outcome.set()
-            finally:
-                held.finished = True
-                self._free_slot()
-
-    # ------------------------------------------------------------------ (5) retry / dead-letter policy
-
-    def _failed(self, held: _Held, exc: Exception) -> None:
-        job = held.job
-        text = error_text(exc)
-        retry_in: float | None = None
-        if is_retryable(exc) and job.attempt < self.config.max_attempts:
-            retry_in = self.config.backoff(job.attempt, self.rng.random())
-            log.warning("job %s on %s failed (attempt %d of %d), retrying in %.2fs: %s", job.id, held.queue.name,
-                        job.attempt, self.config.max_attempts, retry_in, text)
-        else:
-            why = "out of attempts" if is_retryable(exc) else "not retryable"
-            # Issue 13 (item 9): one line per dead letter; the traceback only at DEBUG (1,000 failures must not
-            # write 11,000 lines).
-            log.error("job %s on %s failed (attempt %d of %d, %s), dead-lettered: %s", job.id, held.queue.name,
-                      job.attempt, self.config.max_attempts, why, text.partition("\n")[0])
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("traceback of job %s on %s", job.id, held.queue.name, exc_info=exc)
-        held.queue.fails.append((held, text, retry_in))
-        self.outcome.set()
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep ``seconds`` (a timer, not a synchronisation), returning early once the worker is closing."""
-        if not self.closing.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closing.wait(), seconds)
-
-    async def _flush_loop(self) -> None:
-        while not self.closing.is_set():
-            await self.outcome.wait()
-            self.outcome.clear()
-            if self.closing.is_set():
-                return
-            try:
-                await self._flush()
-            except STORAGE_ERRORS:
-                # Logged per queue by _flush; the queues that failed are retried after their backoff.
-                await self._pause(self.flush_retry_in)
-                self.outcome.set()
-
-    async def _flush(self) -> None:
-        """Record every pending outcome: acks in one call per queue, failures one call each.
-
-        Each queue is flushed on its own (issue 13, item 2): a failing queue is logged and the others still
-        flush; the first error is raised at the end, so the caller retries.
+        Issue 13 (item 9): 1,000 failing jobs must not write 11,000 lines of tracebacks.
         """
-        first: BaseException | None = None
-        self.flush_retry_in = 1.0
-        async with self.flush_lock:
-            for queue in self.queues:
-                if not queue.acks and not queue.fails:
-                    continue
-                try:
-                    await self._flush_queue(queue)
-                except STORAGE_ERRORS as exc:
-                    self.flush_retry_in = min(self.flush_retry_in, queue.flush_backoff.failed(exc))
-                    first = first or exc
-                else:
-                    queue.flush_backoff.ok()
-        if first is not None:
-            raise first
+        limit = self.config.max_attempts
+        if decision.retry:
+            log.warning("job %s on %s failed (attempt %d of %d), retrying in %.2fs: %s", delivery.job_id,
+                        delivery.queue, delivery.attempt, limit, decision.delay, delivery.error)
+            return
+        log.error("job %s on %s failed (attempt %d of %d, %s), dead-lettered: %s", delivery.job_id, delivery.queue,
+                  delivery.attempt, limit, decision.why, delivery.error.partition("\n")[0])
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("traceback of job %s on %s", delivery.job_id, delivery.queue, exc_info=exc)
 
-    async def _flush_queue(self, queue: _Queue) -> None:
-        if queue.acks:
-            batch, queue.acks = queue.acks, []
+    # ------------------------------------------------------------------------------------------ receiving
+
+    async def receive(self, queues: Sequence[str], limit: int, wait: float) -> Sequence[Delivery[Lease]]:
+        """Claim up to ``limit`` jobs over ``queues``; when all are empty, block on their wake-ups, then claim again.
+
+        Claims go per queue (on a cluster every queue is its own slot), starting with a different queue each call
+        so that a busy queue cannot starve the others. A queue whose claim fails is reported and backed off on its
+        own; the others are claimed as usual.
+        """
+        found, pause = await self._claim_all(queues, limit)
+        if found or self.stopping.is_set():
+            return found
+        if pause is not None:
+            await _until(asyncio.sleep(min(pause, wait)), self.stopping)
+            return found
+        await self._wait(queues, wait)
+        if self.stopping.is_set():
+            return found
+        found, _ = await self._claim_all(queues, limit)
+        return found
+
+    async def _claim_all(self, queues: Sequence[str], limit: int) -> tuple[list[Delivery[Lease]], float | None]:
+        found: list[Delivery[Lease]] = []
+        pause: float | None = None
+        n = len(queues)
+        first = self._next_queue % n
+        self._next_queue = first + 1
+        for i in range(n):
+            want = min(self.config.claim_batch, limit - len(found))
+            if want <= 0:
+                break
+            queue = queues[(first + i) % n]
             try:
-                done = await self.store.ack(queue.name, [(h.job.id, h.job.lease_token) for h in batch])
-            except BaseException:
-                queue.acks[:0] = batch
-                raise
-            for h in batch:
-                self._forget(h)
-            if done < len(batch):
-                log.warning("%d of %d finished job(s) on %s had lost their lease before the ack; they may "
-                            "run again", len(batch) - done, len(batch), queue.name)
-        while queue.fails:
-            held, text, retry_in = queue.fails[0]
-            result = await self.store.fail(
-                queue.name, held.job.id, held.job.lease_token, text,
-                retry_in=retry_in, max_attempts=self.config.max_attempts,
-            )
-            queue.fails.pop(0)
-            self._forget(held)
-            if result == "stale":
-                log.warning("job %s on %s had lost its lease before its failure was recorded; it may run "
-                            "again", held.job.id, queue.name)
+                found.extend(await self._claim(queue, want))
+            except STORAGE_ERRORS as exc:
+                delay = self._state(queue).claim.failed(exc)
+                pause = delay if pause is None else min(pause, delay)
+            else:
+                self._state(queue).claim.ok()
+        return found, pause
 
-    @staticmethod
-    def _forget(held: _Held) -> None:
-        if held.queue.held.get(held.job.id) is held:
-            del held.queue.held[held.job.id]
+    async def _claim(self, queue: str, want: int) -> list[Delivery[Lease]]:
+        store = self.store
+        jobs = await store.claim(queue, limit=want, lease_seconds=self.config.visibility_timeout)
+        if not jobs:
+            return []
+        # Issue 13 (item 4): confirm receipt before any job starts. Jobs claimed but not confirmed (this call
+        # failed) are not run here: their leases expire and the sweep returns them with the attempt given back.
+        await store.confirm(queue, jobs[0].lease_token, [j.id for j in jobs])
+        lease = jobs[0].lease_token
+        return [Delivery(queue, job.data, job.attempt, job.id, Lease(lease)) for job in jobs]
 
-    # ------------------------------------------------------------------ leases
-
-    async def _heartbeat_loop(self) -> None:
-        interval = self.config.effective_heartbeat()
-        while not self.closing.is_set():
-            await self._pause(interval)
-            if self.closing.is_set():
-                return
-            for queue in self.queues:
-                # Per queue (issue 13, item 2): one queue's error must not leave the others' leases to expire.
-                try:
-                    await self._heartbeat(queue)
-                except STORAGE_ERRORS as exc:
-                    queue.heartbeat_backoff.failed(exc)
+    async def _wait(self, queues: Sequence[str], wait: float) -> None:
+        """Block until a push or a due delayed job on any of ``queues``, at most ``wait`` seconds (or stopping)."""
+        store = self.store
+        if len(queues) == 1:
+            queue = queues[0]
+            try:
+                await _until(store.wait(queue, wait), self.stopping)
+            except STORAGE_ERRORS as exc:
+                await _until(asyncio.sleep(self._state(queue).wait.failed(exc)), self.stopping)
+            else:
+                self._state(queue).wait.ok()
+            return
+        # One wait per queue (a cluster cannot block on keys of several slots in one command): the first wake-up
+        # ends all of them. A wake-up token a cancelled wait took is not lost work: the claim that follows looks at
+        # every queue.
+        waits = {asyncio.ensure_future(store.wait(queue, wait)): queue for queue in queues}
+        stopper = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({*waits, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            for task in waits:
+                if not task.done():
+                    task.cancel()
+                    task.add_done_callback(_retrieve)
+        failed: float | None = None
+        for task, queue in waits.items():
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                if isinstance(error, STORAGE_ERRORS):
+                    delay = self._state(queue).wait.failed(error)
+                    failed = delay if failed is None else min(failed, delay)
+                elif error is not None:
+                    raise error
                 else:
-                    queue.heartbeat_backoff.ok()
+                    self._state(queue).wait.ok()
+        pending = [t for t in waits if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=_UNWIND_SECONDS)
+        if failed is not None:
+            await _until(asyncio.sleep(failed), self.stopping)
 
-    async def _heartbeat(self, queue: _Queue) -> None:
-        held = [h for h in queue.held.values() if not h.lost]
+    # ------------------------------------------------------------------------------------------ settling
+
+    async def _settled(self, queue: str, call: Awaitable[T]) -> T:
+        """Run one settling call of ``queue``, reporting a storage error through its backoff before re-raising it."""
+        try:
+            result = await call
+        except STORAGE_ERRORS as exc:
+            self._state(queue).settle.failed(exc)
+            raise
+        self._state(queue).settle.ok()
+        return result
+
+    async def ack(self, deliveries: Sequence[Delivery[Lease]]) -> None:
+        """Delete these finished jobs of one queue, in one call per 5,000 (only those whose lease is still ours)."""
+        queue = deliveries[0].queue
+        done = await self._settled(queue, self.store.ack(queue, [(d.job_id or "", d.handle.token)
+                                                                 for d in deliveries]))
+        if done < len(deliveries):
+            log.warning("%d of %d finished job(s) on %s had lost their lease before the ack; they may run again",
+                        len(deliveries) - done, len(deliveries), queue)
+
+    async def retry(self, delivery: Delivery[Lease], delay: float, error: str) -> None:
+        """Release the failed job to the delayed set, due in ``delay`` seconds, keeping ``error``."""
+        await self._fail(delivery, error, delay)
+
+    async def dead_letter(self, delivery: Delivery[Lease], error: str) -> None:
+        """Move the job to the dead letters with ``error`` and its attempt count."""
+        await self._fail(delivery, error, None)
+
+    async def _fail(self, delivery: Delivery[Lease], error: str, retry_in: float | None) -> None:
+        queue = delivery.queue
+        result = await self._settled(queue, self.store.fail(
+            queue, delivery.job_id or "", delivery.handle.token, error, retry_in=retry_in,
+            max_attempts=self.config.max_attempts,
+        ))
+        if result == "stale":
+            log.warning("job %s on %s had lost its lease before its failure was recorded; it may run again",
+                        delivery.job_id, queue)
+
+    async def give_back(self, deliveries: Sequence[Delivery[Lease]]) -> None:
+        """Return these jobs of one queue to the head of ready, in order, refunding their attempt."""
+        queue = deliveries[0].queue
+        mine = [d for d in deliveries if not d.handle.lost]
+        if not mine:
+            return
+        n = await self._settled(queue, self.store.release(queue, [(d.job_id or "", d.handle.token) for d in mine]))
+        interrupted = sum(1 for d in mine if d.handle.started)
+        if interrupted:
+            log.warning("RedisWorker: %d job(s) on %s still running after the %.1fs shutdown grace were interrupted "
+                        "and given back, their attempt refunded", interrupted, queue, self.shutdown_grace)
+        log.info("RedisWorker: returned %d job(s) to %s (%d never started)", n, queue, len(mine) - interrupted)
+
+    async def extend_leases(self, deliveries: Sequence[Delivery[Lease]]) -> None:
+        """Extend the leases of these held jobs of one queue by ``visibility_timeout``; note the ones lost."""
+        queue = deliveries[0].queue
+        state = self._state(queue)
+        held = [d for d in deliveries if not d.handle.lost]
         if not held:
             return
-        lost = await self.store.heartbeat(
-            queue.name, [(h.job.id, h.job.lease_token) for h in held], self.config.visibility_timeout
-        )
-        for h in held:
-            # A finished job's lease may have just gone with its own ack; only unfinished ones are really lost.
-            if h.job.id in lost and not h.finished and queue.held.get(h.job.id) is h:
-                h.lost = True
+        try:
+            lost = await self.store.heartbeat(queue, [(d.job_id or "", d.handle.token) for d in held],
+                                              self.config.visibility_timeout)
+        except STORAGE_ERRORS as exc:
+            # Reported per queue and rate-limited here; the lease keeper beats again next interval.
+            state.heartbeat.failed(exc)
+            return
+        state.heartbeat.ok()
+        for d in held:
+            # A finished job's lease may have just gone with its own outcome; only unfinished ones are really lost.
+            if d.job_id in lost and not d.handle.finished:
+                d.handle.lost = True
                 log.warning("lease lost for job %s on %s (attempt %d): it was redelivered after the visibility "
-                            "timeout; %s", h.job.id, queue.name, h.job.attempt,
-                            "this run's outcome will not be recorded" if h.started else "it will not start here")
+                            "timeout; %s", d.job_id, queue, d.attempt,
+                            "this run's outcome will not be recorded" if d.handle.started
+                            else "it will not start here")
 
-    async def _maintenance_loop(self) -> None:
+    # ------------------------------------------------------------------------------------------ upkeep
+
+    async def _maintenance(self, queues: list[str], closing: asyncio.Event) -> None:
+        """Sweep expired leases and due delayed jobs of every queue, and trim old dead letters, until ``closing``."""
         config = self.config
         next_trim = 0.0
-        while not self.closing.is_set():
+        while not closing.is_set():
             trim = time.monotonic() >= next_trim
             pause = config.effective_sweep()
-            for queue in self.queues:
+            for queue in queues:
                 # Per queue (issue 13, item 2): one queue's error must not stop the others' sweeps and trims.
+                state = self._state(queue)
                 try:
-                    result = await self.store.sweep(queue.name, max_attempts=config.max_attempts)
+                    result = await self.store.sweep(queue, max_attempts=config.max_attempts)
                     if result.expired:
-                        log.info("sweep on %s: %d expired lease(s) recovered", queue.name, result.expired)
+                        log.info("sweep on %s: %d expired lease(s) recovered", queue, result.expired)
                     if trim:
                         await self.store.trim_dead(
-                            queue.name,
+                            queue,
                             retention_seconds=config.dead_letter_retention or _FOREVER,
                             max_items=config.dead_letter_max or None,
                         )
                 except STORAGE_ERRORS as exc:
-                    pause = min(pause, queue.upkeep_backoff.failed(exc))
+                    pause = min(pause, state.upkeep.failed(exc))
                 else:
-                    queue.upkeep_backoff.ok()
+                    state.upkeep.ok()
             if trim:
                 next_trim = time.monotonic() + _TRIM_EVERY
-            await self._pause(pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), pause)
 
 
 class _OutOfAttempts(Exception):

@@ -1,47 +1,26 @@
 """Bug: the Redis worker heartbeats only when it has a free slot (its heartbeat rides on the claim loop).
 
 With every slot busy on long jobs, no lease is extended: they expire while the worker is alive and working, and
-another worker runs the same jobs again. Built on the Redis driver's worker internals (``_Run``).
+another worker runs the same jobs again. Built on the Redis driver's worker (its ``extend_leases`` primitive).
 """
 
-import contextlib
+from collections.abc import Sequence
 
 from nestq_conformance.harness import SuiteSettings
 from nestq_redis import RedisConnection
 from nestq_redis.config import RedisConfig
 from nestq_redis.harness import RedisHarness
-from nestq_redis.store import RedisQueueStore
-from nestq_redis.worker import STORAGE_ERRORS, RedisWorker, _Run
+from nestq_redis.worker import Lease, RedisWorker
 
-from nestq_spec import CancellationToken, Container, ContainerBuilder, Module, ModuleLike, TransportContribution, routes
-
-
-class _ClaimBoundRun(_Run):
-    async def _heartbeat_loop(self) -> None:
-        while not self.closing.is_set():
-            await self._pause(self.config.effective_heartbeat())
-            if self.closing.is_set():
-                return
-            if self.free <= 0:
-                continue  # the bug: no free slot, no trip through the claim loop, no heartbeat
-            with contextlib.suppress(*STORAGE_ERRORS):
-                for queue in self.queues:
-                    await self._heartbeat(queue)
+from nestq_spec import Container, ContainerBuilder, Module, ModuleLike, TransportContribution
+from nestq_spec.driverkit import Delivery
 
 
 class ClaimBoundWorker(RedisWorker):
-    async def serve(self, container: Container, cancel: CancellationToken) -> None:
-        table = routes(container)
-        if not table:
-            await cancel.wait()
-            return
-        client = self.connection.new_client()
-        try:
-            store = RedisQueueStore(client, prefix=self.config.key_prefix)
-            await _ClaimBoundRun(self.config, store, container, table).serve(cancel)
-        finally:
-            with contextlib.suppress(*STORAGE_ERRORS, RuntimeError):
-                await client.aclose()
+    async def extend_leases(self, deliveries: Sequence[Delivery[Lease]]) -> None:
+        if self.busy >= self.concurrency:
+            return  # the bug: no free slot, no trip through the claim loop, no heartbeat
+        await super().extend_leases(deliveries)
 
 
 def _build(container: Container) -> ClaimBoundWorker:

@@ -109,6 +109,8 @@ BUGS = [
     Bug("swallow_wake_up", ("LIF-012",), frozenset({"LIF-012"}), ("LIF",)),
     Bug("skip_priority_one", ("SCH-003",), frozenset({"SCH-003"}), ("SCH",)),
     Bug("give_back_drops_behind", ("LIF-010",), frozenset({"LIF-010"}), ("LIF",)),
+    # Issue 14: a give-back that keeps the interrupted attempt counted (the Redis driver before its port).
+    Bug("give_back_counts_attempt", ("LIF-010",), frozenset({"LIF-010"}), ("LIF",)),
     Bug("deaf_idle_wait", ("DLV-011",), frozenset({"DLV-011"}), ("DLV",)),
     Bug("phantom_depth", ("DLV-009",), frozenset({"DLV-009"}), ("DLV",)),
     Bug("no_due_timer", ("SCH-004",), frozenset({"SCH-004"}), ("SCH",)),

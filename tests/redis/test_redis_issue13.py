@@ -485,7 +485,8 @@ async def test_item5_default_grace_fits_in_the_default_shutdown_timeout() -> Non
 async def test_item5_sigterm_during_a_long_job_is_a_clean_exit(redis_server: RedisServer, prefix: str,
                                                                 tmp_path: Any) -> None:
     """``nestq run`` with the driver's grace + margin as its timeout: SIGTERM while a job runs past the grace
-    exits 0 (not 2) and the job keeps its lease for redelivery. Scaled down: grace 1 s instead of 25 s."""
+    exits 0 (not 2) and the job is given back, ready to run again at once with its attempt refunded. Scaled down:
+    grace 1 s instead of 25 s."""
     import os
     import signal
     import subprocess
@@ -504,7 +505,7 @@ async def test_item5_sigterm_during_a_long_job_is_a_clean_exit(redis_server: Red
     env.pop("PYTEST_CURRENT_TEST", None)
     log = tmp_path / "worker.log"
     conn = connection(redis_server.url, prefix)
-    await conn.enqueue(queue, {"n": 1, "work": 60})
+    job_id = await conn.enqueue(queue, {"n": 1, "work": 60})
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "nestq_spec.cli", "run", "redis_fault_app:WorkerApp", "--shutdown-timeout",
@@ -525,7 +526,9 @@ async def test_item5_sigterm_during_a_long_job_is_a_clean_exit(redis_server: Red
     assert proc.returncode == 0, text
     assert "did not return within" not in text
     assert "still running after the" in text
-    assert (await conn.store.depth(queue)).leased == 1  # kept its lease: redelivered once it expires
+    depth = await conn.store.depth(queue)
+    assert (depth.leased, depth.ready) == (0, 1)  # given back to its queue, not left to a lease to expire
+    assert await conn.client.hget(conn.store.keys(queue).meta, f"{job_id}:a") is None  # its attempt refunded
     await conn.aclose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,16 @@ from nestq_spec import (
     process,
     processor,
 )
-from nestq_spec.driverkit import Delivery, LeaseKeeper, QueueWorker, RetryPolicy, Wakeup, check_grace, check_heartbeat
+from nestq_spec.driverkit import (
+    Decision,
+    Delivery,
+    LeaseKeeper,
+    QueueWorker,
+    RetryPolicy,
+    Wakeup,
+    check_grace,
+    check_heartbeat,
+)
 from nestq_spec.driverkit import poll_receive as poll
 from nestq_spec.envelope import dumps_envelope
 
@@ -328,6 +338,48 @@ async def test_failing_acks_of_one_queue_never_stop_another_queue() -> None:
     await eventually(lambda: "b0" in store.acked, 5.0, "b0 acknowledged once the storage answers")
     cancel.cancel()
     await asyncio.wait_for(serving, 5.0)
+
+
+class ReportingWorker(StoreWorker):
+    """Keeps every failure report instead of logging it."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.reports: list[tuple[str | None, int, str, bool, str]] = []
+
+    def report_failure(self, delivery: Delivery[str], exc: BaseException, decision: Decision) -> None:
+        self.reports.append((delivery.job_id, delivery.attempt, type(exc).__name__, decision.retry, delivery.error))
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("sandbox")
+async def test_a_driver_reports_failures_its_own_way_and_the_outcomes_stay_the_same(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = Store()
+
+    @processor
+    class Jobs:
+        @process(queue="kit-report")
+        async def fail(self, job: dict[str, Any]) -> None:
+            raise RuntimeError(f"fails {job['n']}")
+
+    worker = ReportingWorker(store)
+    app = _app(worker, Jobs)
+    store.push("kit-report", "r1", {"n": 1})
+    cancel = CancellationToken()
+    caplog.set_level(logging.WARNING, logger="nestq.driverkit")
+    serving = asyncio.create_task(app.serve(cancel))
+    await eventually(lambda: len(store.dead) == 1, 5.0, "the job dead-lettered after its two attempts",
+                     seen=lambda: (store.retried, store.dead))
+    cancel.cancel()
+    await asyncio.wait_for(serving, 5.0)
+    # The override saw each failed attempt with the policy's decision and the error text already set...
+    assert worker.reports == [("r1", 1, "RuntimeError", True, "RuntimeError: fails 1"),
+                              ("r1", 2, "RuntimeError", False, "RuntimeError: fails 1")]
+    # ...the outcomes are the policy's, as without it, and the default log lines were not written.
+    assert [h for h, _d, _e in store.retried] == ["r1"]
+    assert store.dead[0][0] == "r1"
+    assert not [r for r in caplog.records if "kit-report" in r.getMessage()]
 
 
 @pytest.mark.asyncio

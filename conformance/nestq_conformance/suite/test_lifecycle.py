@@ -314,11 +314,16 @@ def test_lif_009_driver_closes_what_it_opened(nq: Scenario) -> None:
     "MUST",
     since="2",
     requires=("delivery",),
-    hint="a job cut off at shutdown is not a failure: return it (or leave its lease to expire) without scheduling a "
-    "retry backoff, put it back in front of the queue without dropping the jobs behind it, and wake an idle worker",
+    hint="a job cut off at shutdown is not a failure: give it back without scheduling a retry backoff and refund "
+    "its attempt (the next run sees the attempt number the cut-off run had; a lease left to expire counts it), put "
+    "it back in front of the queue without dropping the jobs behind it, and wake an idle worker",
 )
 def test_lif_010_cut_off_job_goes_back_with_the_queue_behind_it(nq: Scenario) -> None:
-    """A job cut off at shutdown goes back with the jobs queued behind it, waits no backoff, wakes idle workers."""
+    """A job cut off at shutdown goes back with the jobs queued behind it, its attempt refunded, and wakes idle workers.
+
+    The give-back refunds the interrupted attempt: the next run of the cut-off job sees the attempt number the
+    cut-off run saw, so restarts never spend an app's ``max_attempts``.
+    """
 
     async def scenario() -> None:
         # A retry backoff far longer than the rule's waits: a cut-off treated as a failed attempt shows at once.
@@ -341,6 +346,11 @@ def test_lif_010_cut_off_job_goes_back_with_the_queue_behind_it(nq: Scenario) ->
             await nq.eventually(lambda: set(later.keys(queue, outcome="ok")) >= {"cut", 0, 1, 2},
                                 "the cut-off job and the 3 jobs queued behind it, on the next worker",
                                 within=within, seen=lambda: (first.summary(), later.summary()))
+        cut, again = first.attempts({"n": "cut"}, queue), later.attempts({"n": "cut"}, queue)
+        assert again[:1] == cut[:1], (
+            f"the cut-off job ran as attempt {cut[:1]} and came back as attempt {again[:1]}: its give-back did not "
+            "refund the interrupted attempt (a cut-off is not a failed attempt)"
+        )
         # 2. An idle worker on the same queue takes the cut-off job when it comes back, without a new push.
         queue = nq.queue("wake")
         held, idle = Recorder(), Recorder()
