@@ -221,10 +221,11 @@ class Container:
 
     def get(self, key: _Key[T]) -> T:
         """Return the singleton for ``key``; raise :class:`MissingProviderError` naming what needed it."""
+        # No cast() here: get() runs once per job (the processor of each dispatch), and cast() is a call.
         try:
-            return cast(T, self._instances[key])
+            return self._instances[key]  # type: ignore[return-value]
         except KeyError:
-            return cast(T, self._resolve(key, ()))
+            return self._resolve(key, ())  # type: ignore[return-value]
 
     def get_optional(self, key: _Key[T]) -> T | None:
         """Return the singleton for ``key``, or ``None`` when nothing provides it."""

@@ -46,19 +46,19 @@ class JobContext:
 
 
 _CURRENT: ContextVar[list[Any]] = ContextVar("nestq_current_job")
-"""Set by the registry around each handler call to ``[method, meta, container, None]``; :func:`current_job` builds
-the :class:`JobContext` on first use and keeps it in the last slot (most handlers never ask for it)."""
+"""Set by the registry around each handler call to ``[method, attempt, job_id, container, None]``;
+:func:`current_job` builds the :class:`JobContext` on first use and keeps it in the last slot (most handlers never
+ask for it, and a driver on the toolkit need not build a :class:`JobMeta` per job)."""
 
 
 def current_job() -> JobContext:
     """Return the context of the job being handled; raise :class:`NoJobContextError` outside a job."""
     try:
         job = _CURRENT.get()
-        if job[3] is None:
+        if job[4] is None:
             method: ProcessMethod = job[0]
-            meta: JobMeta = job[1]
-            job[3] = JobContext(method.queue, meta.attempt, meta.job_id, method.qualname, job[2])
-        context: JobContext = job[3]
+            job[4] = JobContext(method.queue, job[1], job[2], method.qualname, job[3])
+        context: JobContext = job[4]
         return context
     except LookupError:
         raise NoJobContextError(

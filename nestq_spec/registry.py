@@ -15,9 +15,9 @@ from typing import Any, TypeVar, get_type_hints
 
 from nestq_spec.container import Container, injectable
 from nestq_spec.context import _CURRENT, JobMeta
-from nestq_spec.envelope import loads_envelope, unwrap
+from nestq_spec.envelope import WIRE_FORMAT_VERSION, _scan_once, loads_envelope, unwrap
 from nestq_spec.errors import DispatchError, MalformedEnvelopeError, RegistrationError
-from nestq_spec.jsonvalue import decoder_for
+from nestq_spec.jsonvalue import _identity, decoder_for
 from nestq_spec.producer import validate_queue_name
 
 __all__ = ["ProcessMethod", "dispatch", "inventory", "process", "processor", "routes"]
@@ -68,21 +68,23 @@ class ProcessMethod:
 
         Raises whatever the method raises; envelope and decoding errors are :class:`NonRetryableError`.
         """
-        await self._run(unwrap(envelope), container, meta)
+        payload = unwrap(envelope)
+        if meta is None:
+            await self._run(payload, container, 1, None)
+        else:
+            await self._run(payload, container, meta.attempt, meta.job_id)
 
-    async def _run(self, payload: Any, container: Container, meta: JobMeta | None) -> None:
+    async def _run(self, payload: Any, container: Container, attempt: int, job_id: str | None) -> None:
         """:meth:`handler` after the unwrap; :func:`dispatch` calls it with the payload it unwrapped once."""
-        job = (self._job_type or self._resolved())[1](payload)
+        decode = (self._job_type or self._resolved())[1]
+        job = payload if decode is _identity else decode(payload)
         host = container.get(self.provider_type)
         # current_job() builds the JobContext when asked: most handlers never ask, and building it costs a microsecond.
-        token = _CURRENT.set([self, meta or _FIRST, container, None])
+        token = _CURRENT.set([self, attempt, job_id, container, None])
         try:
             await self.func(host, job)
         finally:
             _CURRENT.reset(token)
-
-
-_FIRST = JobMeta()
 
 
 def _positional(func: Callable[..., Any]) -> list[inspect.Parameter]:
@@ -211,6 +213,58 @@ async def dispatch(
     failed. One failing method re-raises its own exception; several raise :class:`DispatchError`. Either way the
     job as a whole failed and a retry runs every method again: handlers must be idempotent.
     """
+    payload = _payload(envelope)
+    attempt, job_id = (1, None) if meta is None else (meta.attempt, meta.job_id)
+    if len(methods) == 1:
+        await methods[0]._run(payload, container, attempt, job_id)
+    else:
+        await _run_each(methods, payload, container, attempt, job_id)
+
+
+async def _dispatch_job(
+    methods: Sequence[ProcessMethod], envelope: str | bytes, container: Container, attempt: int, job_id: str | None
+) -> None:
+    """``dispatch(methods, envelope, container, JobMeta(attempt, job_id))``, without building the ``JobMeta``.
+
+    The driver toolkit's loop calls it once per job; the attempt is checked exactly as ``JobMeta`` checks it.
+    """
+    if type(attempt) is not int or attempt < 1:
+        JobMeta(attempt, job_id)  # raises the ValueError that explains the attempt
+    payload = _payload(envelope)
+    if len(methods) != 1:
+        await _run_each(methods, payload, container, attempt, job_id)
+        return
+    # methods[0]._run(payload, container, attempt, job_id), inline: one coroutine fewer per job.
+    method = methods[0]
+    decode = (method._job_type or method._resolved())[1]
+    job = payload if decode is _identity else decode(payload)
+    host = container.get(method.provider_type)
+    token = _CURRENT.set([method, attempt, job_id, container, None])
+    try:
+        await method.func(host, job)
+    finally:
+        _CURRENT.reset(token)
+
+
+def _payload(envelope: Mapping[str, Any] | str | bytes) -> Any:
+    """Parse and unwrap one envelope, failing closed; the job's payload.
+
+    The usual envelope, a well-formed one stored as UTF-8 bytes or text, takes a few C calls. Anything else (other
+    types, padding, bad UTF-8, bad JSON, a wrong shape or version) goes through :func:`loads_envelope` and
+    :func:`unwrap`, which raise the error that says what is wrong.
+    """
+    kind = type(envelope)
+    if kind is bytes or kind is str:
+        try:
+            text: str = envelope.decode() if kind is bytes else envelope  # type: ignore[union-attr,assignment]
+            parsed, end = _scan_once(text, 0)
+        except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
+            pass  # the checked path below says what is wrong
+        else:
+            # The checks of unwrap(), in its order of cost; bool is an int subclass, so {"v": true} is not version 1.
+            if (end == len(text) and type(parsed) is dict and len(parsed) == 2 and "payload" in parsed
+                    and type(version := parsed.get("v")) is int and version == WIRE_FORMAT_VERSION):
+                return parsed["payload"]
     if not isinstance(envelope, Mapping):
         parsed = loads_envelope(envelope)
         if isinstance(parsed, str):
@@ -220,14 +274,17 @@ async def dispatch(
                 "(JSON text encoded twice?)"
             )
         envelope = parsed  # type: ignore[assignment]
-    payload = unwrap(envelope)
-    if len(methods) == 1:
-        await methods[0]._run(payload, container, meta)
-        return
+    return unwrap(envelope)
+
+
+async def _run_each(
+    methods: Sequence[ProcessMethod], payload: Any, container: Container, attempt: int, job_id: str | None
+) -> None:
+    """Run every method of a queue with one payload; raise the one failure, or :class:`DispatchError` for several."""
     failures: dict[str, BaseException] = {}
     for method in methods:
         try:
-            await method._run(payload, container, meta)
+            await method._run(payload, container, attempt, job_id)
         except Exception as exc:
             failures[method.qualname] = exc
     if len(failures) == 1:

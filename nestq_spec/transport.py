@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from nestq_spec.container import Container
 
@@ -16,17 +17,20 @@ class CancellationToken:
     ``child()`` tokens are cancelled with their parent but can be cancelled on their own.
     """
 
-    __slots__ = ("_children", "_event")
+    __slots__ = ("_children", "_event", "_hooks")
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self._children: list[CancellationToken] = []
+        self._hooks: list[Callable[[], None]] = []
 
     def cancel(self) -> None:
         """Ask for cancellation; idempotent."""
         if self._event.is_set():
             return
         self._event.set()
+        for hook in list(self._hooks):
+            hook()
         for child in self._children:
             child.cancel()
 
@@ -38,6 +42,22 @@ class CancellationToken:
     async def wait(self) -> None:
         """Return once the token is cancelled."""
         await self._event.wait()
+
+    def _on_cancel(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook()`` the moment :meth:`cancel` is called (at once if it was); return what unregisters it.
+
+        For the driver toolkit's loop, which checks a plain attribute per job rather than :attr:`is_cancelled`.
+        """
+        if self.is_cancelled:
+            hook()
+            return lambda: None
+        self._hooks.append(hook)
+
+        def forget() -> None:
+            if hook in self._hooks:
+                self._hooks.remove(hook)
+
+        return forget
 
     def child(self) -> CancellationToken:
         """Return a token cancelled together with this one."""

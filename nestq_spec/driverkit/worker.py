@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from nestq_spec.container import Container
-from nestq_spec.context import JobMeta
 from nestq_spec.driverkit.lease import LeaseKeeper
 from nestq_spec.driverkit.retry import Decision, RetryPolicy, describe_error
 from nestq_spec.errors import ConfigError
-from nestq_spec.registry import ProcessMethod, dispatch, routes
+from nestq_spec.registry import ProcessMethod, _dispatch_job, routes
 from nestq_spec.transport import CancellationToken, Transport
 
 __all__ = ["Delivery", "QueueWorker"]
@@ -170,7 +169,7 @@ class QueueWorker(Transport, Generic[H]):
 
     async def handle(self, methods: Sequence[ProcessMethod], delivery: Delivery[H], container: Container) -> None:
         """Run one job: the stored bytes as they are, with this attempt's ``JobMeta`` in the job context."""
-        await dispatch(methods, delivery.data, container, JobMeta(delivery.attempt, delivery.job_id))
+        await _dispatch_job(methods, delivery.data, container, delivery.attempt, delivery.job_id)
 
     def report_failure(self, delivery: Delivery[H], exc: BaseException, decision: Decision) -> None:
         """Log a failed attempt, once ``retry_policy`` has decided what happens to it (``delivery.error`` is set).
@@ -230,11 +229,17 @@ class _Loop(Generic[H]):
         self.by_queue = by_queue
         self.container = container
         self.cancel = cancel
+        self.queues = tuple(by_queue)
         self.running: dict[asyncio.Task[None], Delivery[H]] = {}
-        self.settle: dict[str, _Settlements[H]] = {}
+        self.settle: dict[str, _Settlements[H]] = {queue: _Settlements() for queue in by_queue}
         self.buffer: deque[Delivery[H]] = deque()
         self.receiving = False
         self.stopped = False
+        self.cancelled = False
+        """``cancel.is_cancelled``, as a plain attribute the runners check twice per job (set by the token)."""
+        # The base's handle() is dispatch with this attempt's JobMeta: call the dispatch directly, without the
+        # method call and the JobMeta, unless the driver refined handle().
+        self.handle = None if type(worker).handle is QueueWorker.handle else worker.handle
         self.waiters: list[asyncio.Future[None]] = []
         self.pause = worker.receive_error_pause[0]
         self.missing: NotImplementedError | None = None
@@ -245,6 +250,7 @@ class _Loop(Generic[H]):
         if worker.heartbeat_interval is not None:
             keeper = LeaseKeeper(worker.heartbeat_interval, worker.held, self.extend)
             keeper.start()
+        forget = self.cancel._on_cancel(self.on_cancel)
         stop = asyncio.ensure_future(self.cancel.wait())
         # One runner per concurrency slot: each takes a job, runs it and writes its outcome inline, so a job whose
         # storage calls and handler do not suspend costs no task and no event-loop turn.
@@ -258,6 +264,7 @@ class _Loop(Generic[H]):
             if receiving:  # a claim on the wire may finish, so that no lease is taken without our knowing
                 await asyncio.wait(receiving, timeout=max(worker.receive_wait, deadline - time.monotonic()))
         finally:
+            forget()
             self.stop_receiving()
             for runner in runners:
                 runner.cancel()  # cut off after the grace: a runner gives its job back
@@ -275,39 +282,65 @@ class _Loop(Generic[H]):
         if self.missing is not None:
             raise self.missing
 
+    def on_cancel(self) -> None:
+        self.cancelled = True
+
     async def runner(self) -> None:
-        worker, by_queue, container, cancel = self.worker, self.by_queue, self.container, self.cancel
+        worker, by_queue, container, handle = self.worker, self.by_queue, self.container, self.handle
+        running, buffer, settles = self.running, self.buffer, self.settle
         task = asyncio.current_task()
         assert task is not None
         streak = 0
-        while not (self.stopped or cancel.is_cancelled):
-            delivery = self.buffer.popleft() if self.buffer else await self.next()
-            if delivery is None:
-                continue
-            if self.stopped or cancel.is_cancelled:
-                self.record(_GIVE_BACK, delivery)  # received as the worker stopped: never started
-                break
-            self.running[task] = delivery
+        while not (self.stopped or self.cancelled):
+            if buffer:
+                delivery = buffer.popleft()
+            else:
+                got = await self.next()
+                if got is None:
+                    continue
+                delivery = got
+                if self.stopped or self.cancelled:
+                    self.record(_GIVE_BACK, delivery)  # received as the worker stopped: never started
+                    break
+            running[task] = delivery
             kind, delay = _ACK, 0.0
             try:
-                await worker.handle(by_queue[delivery.queue], delivery, container)
+                if handle is None:
+                    await _dispatch_job(by_queue[delivery.queue], delivery.data, container, delivery.attempt,
+                                        delivery.job_id)
+                else:
+                    await handle(by_queue[delivery.queue], delivery, container)
             except asyncio.CancelledError as exc:
                 if task.cancelling():
-                    del self.running[task]
+                    del running[task]
                     self.record(_GIVE_BACK, delivery)  # cut off after the grace: back to its queue, never lost
                     raise
                 kind, delay = self.failed(delivery, exc)  # the handler raised CancelledError itself: a failure
             except Exception as exc:
                 kind, delay = self.failed(delivery, exc)
-            del self.running[task]
-            self.record(kind, delivery, delay)
-            settle = self.settle[delivery.queue]
-            if settle.flushing is None:
-                # Nobody is writing this queue's outcomes: write them from here. Outcomes other runners record
-                # meanwhile wait in `pending` and go out with the next call, batched.
+            del running[task]
+            settle = settles.get(delivery.queue) or self.settlements(delivery.queue)
+            if settle.flushing is not None:
+                # Another runner is writing this queue's outcomes: this one waits in `pending` and goes out with
+                # that runner's next call, batched.
+                settle.pending.append((kind, delivery, delay))
+            else:
                 settle.flushing = task
                 try:
-                    await self.flush(settle)
+                    if kind is _ACK and not settle.pending and not self.stopped and self.missing is None:
+                        # The common case: one success, nothing else to write. One ack call, no batch to build
+                        # (ack_one(), inline: one coroutine fewer per job).
+                        try:
+                            await worker.ack([delivery])
+                        except NotImplementedError as exc:
+                            self.missing_primitive(exc)
+                        except Exception as exc:
+                            self.ack_failed(settle, delivery, exc)
+                            await asyncio.sleep(worker.settle_retry)  # kept in `pending`, written again below
+                    else:
+                        settle.pending.append((kind, delivery, delay))
+                    if settle.pending:
+                        await self.flush(settle)
                 finally:
                     settle.flushing = None
             streak += 1
@@ -317,10 +350,9 @@ class _Loop(Generic[H]):
 
     async def next(self) -> Delivery[H] | None:
         """A job for an idle runner: from the receive another runner has in flight, or from a receive of its own."""
-        worker, by_queue = self.worker, self.by_queue
-        loop = asyncio.get_running_loop()
+        worker = self.worker
         if self.receiving:
-            waiter: asyncio.Future[None] = loop.create_future()
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self.waiters.append(waiter)
             await waiter
             return self.buffer.popleft() if self.buffer else None
@@ -328,11 +360,11 @@ class _Loop(Generic[H]):
         try:
             limit = worker.concurrency - len(self.running)
             try:
-                batch = await self.worker.receive(tuple(by_queue), limit, worker.receive_wait)
+                batch = await worker.receive(self.queues, limit, worker.receive_wait)
             except NotImplementedError:
                 raise  # a primitive the driver has not written yet: serve() fails with its message
             except Exception as exc:
-                log.warning("receive from %s failed, trying again in %.2gs: %s", ", ".join(by_queue), self.pause,
+                log.warning("receive from %s failed, trying again in %.2gs: %s", ", ".join(self.queues), self.pause,
                             describe_error(exc))
                 await self.wait_or_stop(None, self.pause)
                 self.pause = min(self.pause * 2, self.worker.receive_error_pause[1])
@@ -347,11 +379,13 @@ class _Loop(Generic[H]):
             if not batch:
                 await asyncio.sleep(0)  # an empty receive that did not wait must not starve the loop
                 return None
-            self.buffer.extend(batch[1:])
+            if len(batch) > 1:
+                self.buffer.extend(batch[1:])
             return batch[0]
         finally:
             self.receiving = False
-            self.wake_waiters()
+            if self.waiters:
+                self.wake_waiters()
 
     def wake_waiters(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -384,11 +418,32 @@ class _Loop(Generic[H]):
 
     # ------------------------------------------------------------------------------------------ settling outcomes
 
-    def record(self, kind: str, delivery: Delivery[H], delay: float = 0.0) -> None:
-        settle = self.settle.get(delivery.queue)
+    def settlements(self, queue: str) -> _Settlements[H]:
+        """The outcomes of a queue this worker does not route (a driver that received from another queue)."""
+        settle = self.settle.get(queue)
         if settle is None:
-            settle = self.settle[delivery.queue] = _Settlements()
+            settle = self.settle[queue] = _Settlements()
+        return settle
+
+    def record(self, kind: str, delivery: Delivery[H], delay: float = 0.0) -> None:
+        settle = self.settle.get(delivery.queue) or self.settlements(delivery.queue)
         settle.pending.append((kind, delivery, delay))
+
+    async def ack_one(self, settle: _Settlements[H], delivery: Delivery[H]) -> bool:
+        """Write one success; on a failure keep it in ``pending`` (to write again). Return whether it was written."""
+        try:
+            await self.worker.ack([delivery])
+        except NotImplementedError as exc:
+            self.missing_primitive(exc)
+        except Exception as exc:
+            self.ack_failed(settle, delivery, exc)
+            return False
+        return True
+
+    def ack_failed(self, settle: _Settlements[H], delivery: Delivery[H], exc: Exception) -> None:
+        """Keep a success whose ack failed at the head of ``pending``, to be written again."""
+        log.warning("ack of 1 job on %s failed, will retry: %s", delivery.queue, describe_error(exc))
+        settle.pending.insert(0, (_ACK, delivery, 0.0))
 
     async def flush(self, settle: _Settlements[H]) -> None:
         while settle.pending and not self.stopped:
@@ -401,16 +456,7 @@ class _Loop(Generic[H]):
             return True  # a primitive is missing: nothing can be written, serve() is stopping with its message
         batch, settle.pending = settle.pending, []
         if len(batch) == 1 and batch[0][0] == _ACK:  # the common case at low load: one success, one call
-            try:
-                await self.worker.ack([batch[0][1]])
-                return True
-            except NotImplementedError as exc:
-                self.missing_primitive(exc)
-                return True
-            except Exception as exc:
-                log.warning("ack of 1 job on %s failed, will retry: %s", batch[0][1].queue, describe_error(exc))
-                settle.pending[:0] = batch
-                return False
+            return await self.ack_one(settle, batch[0][1])
         acks = [d for kind, d, _ in batch if kind == _ACK]
         backs = [d for kind, d, _ in batch if kind == _GIVE_BACK]
         failed: list[tuple[str, Delivery[H], float]] = []
@@ -476,7 +522,8 @@ class _Loop(Generic[H]):
         for delivery in (*self.running.values(), *self.buffer):
             held.setdefault(delivery.queue, []).append(delivery)
         for queue, settle in self.settle.items():
-            held.setdefault(queue, []).extend(d for _, d, _ in settle.pending)
+            if settle.pending:
+                held.setdefault(queue, []).extend(d for _, d, _ in settle.pending)
         return held
 
     async def extend(self, queue: str, deliveries: Sequence[Delivery[H]]) -> None:

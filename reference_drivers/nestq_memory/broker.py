@@ -217,7 +217,12 @@ class MemoryBroker:
                 heapq.heappush(q.delayed, (time.monotonic() + delay, n, job))
                 self._wake_all(q)
             else:
-                q.add(job)
+                fifo = q.ready.get(priority)
+                if fifo is None:
+                    q.add(job)
+                else:  # q.add(job), minus a call: a push is on every job's path
+                    fifo.append(job)
+                    q.size += 1
                 if q.waiters:
                     self._wake_one(q, queue)
         return job.job_id
@@ -232,29 +237,62 @@ class MemoryBroker:
         first (the one :meth:`wait` said was pushed to).
         """
         with self._lock:
-            order: Sequence[str] = queues
-            if len(queues) > 1:
-                # Take turns between queues so that a busy queue cannot starve the others of one worker; the queue
-                # whose push woke this claimer goes first, so that its wake-up is not spent on another queue's job.
-                turn = self._turn = (self._turn + 1) % len(queues)
-                order = [*([prefer] if prefer is not None else []), *queues[turn:], *queues[:turn]]
-            for name in order:
-                q = self._queues.get(name)
+            return self._claim(queues, prefer)
+
+    def claim_many(self, queues: Sequence[str], limit: int, prefer: str | None = None) -> list[StoredJob]:
+        """Up to ``limit`` jobs, each taken as :meth:`claim` takes one (the same order and turns), in one locking."""
+        jobs: list[StoredJob] = []
+        with self._lock:
+            if len(queues) == 1:
+                # One queue (the usual worker): take the jobs straight from its ready FIFOs.
+                q = self._queues.get(queues[0])
                 if q is None:
-                    continue
+                    return jobs
                 if q.delayed:
                     q.promote(time.monotonic())
-                job = q.pop()
-                if job is not None:
+                running = q.running
+                while q.size and len(jobs) < limit:
+                    job = q.pop()
+                    assert job is not None  # q.size counts the ready jobs
                     job.attempts += 1
-                    q.running[job.job_id] = job
-                    if q.size and q.waiters:
-                        self._wake_one(q, name)
-                    return job
+                    running[job.job_id] = job
+                    jobs.append(job)
+                if q.size and q.waiters:
+                    self._wake_one(q, queues[0])  # jobs are left: another idle claimer may take them
+                return jobs
+            while len(jobs) < limit:
+                job = self._claim(queues, prefer)
+                if job is None:
+                    break
+                prefer = None
+                jobs.append(job)
+        return jobs
+
+    def _claim(self, queues: Sequence[str], prefer: str | None) -> StoredJob | None:
+        """:meth:`claim` with the lock held."""
+        order: Sequence[str] = queues
+        if len(queues) > 1:
+            # Take turns between queues so that a busy queue cannot starve the others of one worker; the queue
+            # whose push woke this claimer goes first, so that its wake-up is not spent on another queue's job.
+            turn = self._turn = (self._turn + 1) % len(queues)
+            order = [*([prefer] if prefer is not None else []), *queues[turn:], *queues[:turn]]
+        for name in order:
+            q = self._queues.get(name)
+            if q is None:
+                continue
+            if q.delayed:
+                q.promote(time.monotonic())
+            job = q.pop()
+            if job is not None:
+                job.attempts += 1
+                q.running[job.job_id] = job
+                if q.size and q.waiters:
+                    self._wake_one(q, name)
+                return job
         return None
 
-    async def wait(self, queues: Sequence[str], stop: asyncio.Future[Any]) -> str | None:
-        """Wait until a job of ``queues`` may be ready, or ``stop`` is done; never polls.
+    async def wait(self, queues: Sequence[str], stop: asyncio.Future[Any], at_most: float | None = None) -> str | None:
+        """Wait until a job of ``queues`` may be ready, ``stop`` is done, or ``at_most`` seconds passed; never polls.
 
         A push resolves the future of one waiting claimer (returning the queue pushed to); a timer wakes the
         claimer when the earliest delayed job of ``queues`` falls due (returning ``None``). A wake-up is a hint:
@@ -271,13 +309,23 @@ class MemoryBroker:
             waiter: asyncio.Future[str | None] = loop.create_future()
             for name in queues:
                 self._queue(name).waiters.append(waiter)
-        timer = None if due is None else loop.call_later(max(0.0, due - time.monotonic()), _resolve, waiter, None)
+        # One future to await, resolved by a push, the timer or the stop: no task and no asyncio.wait per idle wait.
+        after = None if due is None else max(0.0, due - time.monotonic())
+        if at_most is not None and (after is None or at_most < after):
+            after = at_most
+        timer = None if after is None else loop.call_later(after, _resolve, waiter, None)
+
+        def stopped(_: object) -> None:
+            _resolve(waiter, None)
+
+        stop.add_done_callback(stopped)
         try:
-            await asyncio.wait((waiter, stop), return_when=asyncio.FIRST_COMPLETED)
+            await waiter
         except BaseException:
             self._forget(waiter, queues, pass_on=True)
             raise
         finally:
+            stop.remove_done_callback(stopped)
             if timer is not None:
                 timer.cancel()
         return self._forget(waiter, queues, pass_on=stop.done())
@@ -328,7 +376,21 @@ class MemoryBroker:
     def ack(self, job: StoredJob) -> None:
         """The job succeeded: forget it. Raises :class:`IllegalTransition` when it is not running."""
         with self._lock:
-            self._finish(job, "ack")
+            q = self._queues.get(job.queue)
+            if q is not None and q.running.get(job.job_id) is job:  # _finish(), minus a call: every job is acked
+                del q.running[job.job_id]
+            else:
+                self._finish(job, "ack")
+
+    def ack_many(self, jobs: Iterable[StoredJob]) -> None:
+        """:meth:`ack` each of ``jobs`` in order, in one locking; stops at the first that is not running."""
+        with self._lock:
+            for job in jobs:
+                q = self._queues.get(job.queue)
+                if q is not None and q.running.get(job.job_id) is job:
+                    del q.running[job.job_id]
+                else:
+                    self._finish(job, "ack")
 
     def retry(self, job: StoredJob, delay: float, error: str) -> None:
         """The attempt failed and another is allowed: schedule the job ``delay`` seconds from now."""

@@ -7,8 +7,8 @@ storage primitives over :class:`MemoryBroker`: claim, wait for a push, ack, retr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 from nestq_spec.driverkit import MAX_ERROR_CHARS, Delivery, QueueWorker, RetryPolicy, describe_error
 
@@ -29,33 +29,35 @@ class MemoryWorker(QueueWorker[StoredJob]):
         )
         self.broker = broker
         self.config = config
+        self._stopping_future: asyncio.Future[Any] | None = None
 
     async def receive(self, queues: Sequence[str], limit: int, wait: float) -> Sequence[Delivery[StoredJob]]:
         """Claim up to ``limit`` ready jobs; when there is none, wait for a push (never polls), then claim again."""
-        found = self._claim(queues, limit, None)
-        if found or self.stopping.is_set():
-            return found
-        until = asyncio.ensure_future(_stopped_or_after(self.stopping, wait))
-        try:
-            woken_for = await self.broker.wait(queues, until)
-        finally:
-            until.cancel()
-        return self._claim(queues, limit, woken_for)
+        claim_many = self.broker.claim_many
+        jobs = claim_many(queues, limit)
+        if not jobs and not self.stopping.is_set():
+            woken_for = await self.broker.wait(queues, self._stop_signal(), wait)
+            jobs = claim_many(queues, limit, woken_for)
+        if len(jobs) == 1:  # a worker with one free slot: no list comprehension for one job
+            job = jobs[0]
+            return [Delivery(job.queue, job.data, job.attempts, job.job_id, job)]
+        return [Delivery(job.queue, job.data, job.attempts, job.job_id, job) for job in jobs]
 
-    def _claim(self, queues: Sequence[str], limit: int, prefer: str | None) -> list[Delivery[StoredJob]]:
-        claim, found = self.broker.claim, list[Delivery[StoredJob]]()
-        while len(found) < limit:
-            job = claim(queues, prefer=prefer)
-            if job is None:
-                break
-            prefer = None
-            found.append(Delivery(job.queue, job.data, job.attempts, job.job_id, job))
-        return found
+    def _stop_signal(self) -> asyncio.Future[Any]:
+        """A future done once :attr:`stopping` is set: one per ``serve``, not one task per idle wait."""
+        signal = self._stopping_future
+        if signal is None or signal.get_loop() is not asyncio.get_running_loop() or (
+            signal.done() and not self.stopping.is_set()  # set by an earlier serve; this one cleared it
+        ):
+            signal = self._stopping_future = asyncio.ensure_future(self.stopping.wait())
+        return signal
 
     async def ack(self, deliveries: Sequence[Delivery[StoredJob]]) -> None:
         """Forget the jobs that succeeded."""
-        for delivery in deliveries:
-            self.broker.ack(delivery.handle)
+        if len(deliveries) == 1:
+            self.broker.ack(deliveries[0].handle)
+        else:
+            self.broker.ack_many([delivery.handle for delivery in deliveries])
 
     async def retry(self, delivery: Delivery[StoredJob], delay: float, error: str) -> None:
         """Schedule the failed job ``delay`` seconds from now."""
@@ -69,9 +71,3 @@ class MemoryWorker(QueueWorker[StoredJob]):
         """Return interrupted jobs to the head of their queue, their attempt refunded."""
         for delivery in reversed(deliveries):  # put_back prepends: reversed keeps their order at the head
             self.broker.give_back(delivery.handle)
-
-
-async def _stopped_or_after(stopping: asyncio.Event, seconds: float) -> None:
-    """Return when ``stopping`` is set or after ``seconds``, whichever is first (a bounded wait for the broker)."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), seconds)

@@ -135,3 +135,48 @@ def test_a_retried_job_cannot_be_acked_by_its_old_attempt() -> None:
     with pytest.raises(IllegalTransition, match="it is delayed"):
         broker.ack(job)
     assert broker.stats("q").delayed == 1
+
+
+def test_claim_many_takes_what_claim_would_take_in_one_locking() -> None:
+    broker = MemoryBroker()
+    for data in (b"1", b"2", b"3"):
+        broker.push("a", data)
+    broker.push("a", b"urgent", priority=5)
+    jobs = broker.claim_many(["a"], 3)
+    assert [j.data for j in jobs] == [b"urgent", b"1", b"2"], "highest priority first, then push order, at most 3"
+    assert [j.attempts for j in jobs] == [1, 1, 1]
+    assert broker.stats("a").running == 3
+    assert broker.stats("a").ready == 1
+    assert [j.data for j in broker.claim_many(["a"], 5)] == [b"3"]
+    assert broker.claim_many(["a"], 5) == []
+    assert broker.claim_many(["never"], 5) == []
+    # Several queues: the turns of claim(), one job at a time.
+    broker.push("b", b"b1")
+    broker.push("c", b"c1")
+    broker.push("c", b"c2")
+    assert sorted(j.data for j in broker.claim_many(["b", "c"], 2)) == [b"b1", b"c1"]
+
+
+def test_ack_many_stops_at_the_first_job_that_is_not_running() -> None:
+    from nestq_memory.broker import IllegalTransition
+
+    broker = MemoryBroker()
+    for data in (b"1", b"2", b"3"):
+        broker.push("q", data)
+    first, second, third = broker.claim_many(["q"], 3)
+    broker.ack(second)
+    with pytest.raises(IllegalTransition, match=rf"cannot ack job {second.job_id} .*it already finished"):
+        broker.ack_many([first, second, third])
+    assert list(broker._queues["q"].running) == [third.job_id], "acked up to the bad one, nothing after it"
+    broker.ack_many([third])
+    assert broker.stats("q").depth == 0
+
+
+async def test_wait_returns_after_at_most_seconds(broker: MemoryBroker) -> None:
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    started = asyncio.get_running_loop().time()
+    # Awaited under a deadline 100x longer: a wait that ignored at_most would fail here, not hang.
+    assert await asyncio.wait_for(broker.wait(["a"], stop, at_most=0.02), 2.0) is None
+    assert asyncio.get_running_loop().time() - started >= 0.015
+    assert not broker._queues["a"].waiters
+    assert not stop.done()

@@ -564,3 +564,16 @@ async def test_run_closes_the_transports_then_the_container() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert order == ["transport", "connection"]
+
+
+def test_a_cancel_hook_runs_once_at_cancel_and_can_be_forgotten() -> None:
+    token, calls = CancellationToken(), list[str]()
+    token._on_cancel(lambda: calls.append("kept"))
+    forget = token._on_cancel(lambda: calls.append("forgotten"))
+    forget()
+    assert calls == []
+    token.cancel()
+    token.cancel()
+    assert calls == ["kept"], "run synchronously by cancel(), once"
+    token._on_cancel(lambda: calls.append("late"))
+    assert calls == ["kept", "late"], "a hook added after the cancel runs at once"

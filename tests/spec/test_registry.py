@@ -612,3 +612,68 @@ def test_is_retryable() -> None:
     nested = DispatchError("q", {"a": Nope("x"), "b": DispatchError("q", {"c": RuntimeError()})})
     assert is_retryable(nested) is True
     assert is_retryable(DispatchError("q", {"a": Nope("x"), "b": PayloadDecodeError("y")})) is False
+
+
+def _checked_payload(envelope: Any) -> Any:
+    """The payload by the checked path only (loads_envelope, then unwrap), as dispatch did before its fast path."""
+    from nestq_spec.envelope import loads_envelope, unwrap
+
+    parsed = loads_envelope(envelope)
+    if isinstance(parsed, str):
+        raise MalformedEnvelopeError(
+            'envelope must be a JSON object {"v": 1, "payload": ...}, found a string (JSON text encoded twice?)'
+        )
+    return unwrap(parsed)
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        b'{"v":1,"payload":{"n":1}}',
+        '{"v":1,"payload":[1,"x"]}',
+        b' {"v":1,"payload":1}\n',
+        b'{"payload":null,"v":1}',
+        b'{"v":1,"v":1,"payload":1}',
+        b'{"v":true,"payload":1}',
+        b'{"v":1.0,"payload":1}',
+        b'{"v":2,"payload":1}',
+        b'{"v":1,"payload":1,"x":2}',
+        b'{"v":1,"x":2}',
+        b'{"payload":1,"x":2}',
+        b'{"v":1,"payload":NaN}',
+        b'\xff{"v":1,"payload":1}',
+        '{"v":1,"payload":"\ud800"}',
+        b'{"v":1,"payload":1}x',
+        b"[1]",
+        b"1",
+        b"",
+        b'"{\\"v\\":1,\\"payload\\":1}"',
+        bytearray(b'{"v":1,"payload":1}'),
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+)
+def test_the_fast_unwrap_of_dispatch_agrees_with_the_checked_path(envelope: Any) -> None:
+    from nestq_spec.registry import _payload
+
+    try:
+        expected: Any = ("payload", _checked_payload(envelope))
+    except EnvelopeError as exc:
+        expected = (type(exc), str(exc).split(";")[0])
+    try:
+        found: Any = ("payload", _payload(envelope))
+    except EnvelopeError as exc:
+        found = (type(exc), str(exc).split(";")[0])
+    assert found == expected
+
+
+@pytest.mark.asyncio
+async def test_dispatch_job_checks_the_attempt_as_job_meta_does() -> None:
+    from nestq_spec.registry import _dispatch_job
+
+    methods, container, ran = _fanout([None])
+    for attempt in (0, -1, True):
+        with pytest.raises(ValueError, match="attempts start at 1"):
+            await _dispatch_job(methods, b'{"v":1,"payload":1}', container, attempt, "id")
+    assert ran == []
+    await _dispatch_job(methods, b'{"v":1,"payload":1}', container, 2, "id")
+    assert len(ran) == 1
