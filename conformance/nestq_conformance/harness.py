@@ -75,6 +75,10 @@ class DriverHarness(ABC):
     """Rule id -> reason, for rules the driver knowingly fails (strict: an unexpected pass is reported)."""
     settings_class: type | None = None
     """The driver's ``@settings`` class, checked by the dual-path config rules."""
+    selected_requires: frozenset[str] | None = None
+    """The capabilities that the rules selected for this run require, set before :meth:`session_start` when the
+    plugin runs the suite (None: not known, e.g. a harness used outside a run). Lets a harness prepare, ahead of
+    time and in the background, storage only some rules need (the RabbitMQ harness's private node)."""
 
     def describe(self) -> str:
         """One line for the report header: where the storage is, and how it was chosen.

@@ -610,6 +610,9 @@ class NestqSession:
         from nestq_conformance.preflight import preflight, unfinished_driver
 
         harness = self.state.choice.harness
+        harness.selected_requires = frozenset(
+            need for item in session.items if _RULE in item.stash for need in item.stash[_RULE].requires
+        )
         try:
             harness.session_start()
         except Exception as exc:

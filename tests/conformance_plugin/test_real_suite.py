@@ -171,3 +171,32 @@ def test_driver_raising_on_import_shows_file_and_line(real: pytest.Pytester) -> 
     err = result.stderr.str()
     assert "KeyError: 'missing'" in err
     assert 'brokenimport.py", line 2' in err
+
+
+SEEING_HARNESS = '''
+from pathlib import Path
+
+from nestq_memory.harness import MemoryHarness
+
+
+class SeeingHarness(MemoryHarness):
+    def session_start(self):
+        seen = sorted(self.selected_requires) if self.selected_requires is not None else None
+        Path(__file__).with_name("selected.txt").write_text(repr(seen))
+        super().session_start()
+
+
+harness = SeeingHarness()
+'''
+
+
+@pytest.mark.parametrize(("select", "expected"), [("DUR-005 or ENV-004", ["storage_restart"]), ("ENV-004", [])])
+def test_the_harness_knows_what_the_selected_rules_require_before_its_session_starts(
+    real: pytest.Pytester, select: str, expected: list[str]
+) -> None:
+    """``selected_requires``: what lets a harness prepare storage only some selected rules need (RabbitMQ's node)."""
+    real.makepyfile(seeing=SEEING_HARNESS)
+    real.syspathinsert()
+    result = real.runpytest_subprocess(*COMMON, "--nestq-driver=seeing:harness", "-k", select, "-q")
+    assert result.ret == 0, result.stdout.str()
+    assert (real.path / "selected.txt").read_text() == repr(expected)
