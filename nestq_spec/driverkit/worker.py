@@ -94,6 +94,10 @@ class QueueWorker(Transport, Generic[H]):
     """Seconds before outcomes that could not be written are tried again."""
     receive_error_pause: tuple[float, float] = (0.05, 2.0)
     """First and longest pause after a failed :meth:`receive` (doubling in between)."""
+    ack_gather_turns: int = 0
+    """Event-loop turns a finished job waits, before its outcome is written, for other runners' outcomes to join
+    the same :meth:`ack` call. 0 (the default) suits a storage whose write is cheap (in memory); a storage with a
+    round trip per call (a server) writes fewer, larger batches with 1."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -288,6 +292,7 @@ class _Loop(Generic[H]):
     async def runner(self) -> None:
         worker, by_queue, container, handle = self.worker, self.by_queue, self.container, self.handle
         running, buffer, settles = self.running, self.buffer, self.settle
+        gather = worker.ack_gather_turns
         task = asyncio.current_task()
         assert task is not None
         streak = 0
@@ -327,6 +332,9 @@ class _Loop(Generic[H]):
             else:
                 settle.flushing = task
                 try:
+                    for _ in range(gather):
+                        # Runners finishing in these turns add their outcomes to `pending`: one write for all.
+                        await asyncio.sleep(0)
                     if kind is _ACK and not settle.pending and not self.stopped and self.missing is None:
                         # The common case: one success, nothing else to write. One ack call, no batch to build
                         # (ack_one(), inline: one coroutine fewer per job).

@@ -170,6 +170,8 @@ class RedisWorker(QueueWorker[Lease]):
     :class:`~nestq_spec.driverkit.QueueWorker`: the loop is the toolkit's, the primitives below are Redis's.
     """
 
+    ack_gather_turns = 1  # every ack is a round trip: let the runners finishing in the same turn share it
+
     def __init__(self, connection: RedisConnection, config: RedisConfig | None = None) -> None:
         config = config if config is not None else connection.config
         super().__init__(

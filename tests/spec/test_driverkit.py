@@ -307,6 +307,46 @@ async def test_outcomes_reach_the_primitives_and_leases_stop_when_jobs_finish() 
     assert ("kit-a", 2, "j2") in seen
 
 
+class CountingWorker(StoreWorker):
+    def __init__(self, store: Store, gather: int) -> None:
+        super().__init__(store, heartbeat=None)
+        self.ack_gather_turns = gather
+        self.ack_calls: list[int] = []
+
+    async def ack(self, deliveries: Sequence[Delivery[str]]) -> None:
+        self.ack_calls.append(len(deliveries))
+        await super().ack(deliveries)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("sandbox")
+@pytest.mark.parametrize(("gather", "calls"), [(0, [1, 1]), (1, [2])])
+async def test_ack_gather_turns_lets_runners_finishing_together_share_one_ack(gather: int, calls: list[int]) -> None:
+    """With ``ack_gather_turns``, a success waits that many loop turns for company: one write for both jobs."""
+    store = Store()
+    release = asyncio.Event()
+
+    @processor
+    class Jobs:
+        @process(queue="kit-gather")
+        async def a(self, job: dict[str, Any]) -> None:
+            await release.wait()  # both runners hold a job, then finish in the same turn
+
+    worker = CountingWorker(store, gather)
+    app = _app(worker, Jobs)
+    for n in (1, 2):
+        store.push("kit-gather", f"g{n}", {"n": n})
+    cancel = CancellationToken()
+    serving = asyncio.create_task(app.serve(cancel))
+    await eventually(lambda: worker.busy == 2, 5.0, "both jobs running")
+    release.set()
+    await eventually(lambda: len(store.acked) == 2, 5.0, "both jobs acked", seen=lambda: worker.ack_calls)
+    cancel.cancel()
+    await asyncio.wait_for(serving, 5.0)
+    await app.close()
+    assert worker.ack_calls == calls
+
+
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("sandbox")
 async def test_failing_acks_of_one_queue_never_stop_another_queue() -> None:
