@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from nestq_redis.server import LinkProxy
 from nestq_spec import Application, CancellationToken, module, process, processor
+from support import counts, wait_for
 
 from nestq_rabbitmq import RabbitmqAdmin, RabbitmqConnection, RabbitmqQueueModule, RabbitmqQueueWorkerModule
 from nestq_rabbitmq.config import load_config
@@ -26,20 +27,6 @@ from nestq_rabbitmq.connection import RabbitmqUnavailableError
 from nestq_rabbitmq.harness import rabbitmqctl
 
 HERE = Path(__file__).parent
-
-
-def _counts(path: Path) -> Counter[int]:
-    if not path.exists():
-        return Counter()
-    return Counter(int(line) for line in path.read_text().split())
-
-
-async def _wait_for(predicate: Any, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def _spawn(url: str, results: Path, queue: str, prefix: str) -> subprocess.Popen[bytes]:
@@ -62,16 +49,17 @@ def test_workers_sigkilled_five_times_during_2000_jobs_lose_none(vhost_url: str,
             for k in range(kills):
                 worker = _spawn(vhost_url, results, queue, prefix)
                 target = (k + 1) * total // (kills + 2)
-                await _wait_for(lambda t=target: len(_counts(results)) >= t, 60, f"{target} jobs done (kill {k + 1})")
+                await wait_for(lambda: len(counts(results)) >= target, 60,  # noqa: B023 - awaited here, in this iteration
+                               f"{target} jobs done (kill {k + 1})")
                 worker.send_signal(signal.SIGKILL)
                 worker.wait(10)
             last = _spawn(vhost_url, results, queue, prefix)
             try:
-                await _wait_for(lambda: len(_counts(results)) >= total, 120, f"all {total} jobs done")
+                await wait_for(lambda: len(counts(results)) >= total, 120, f"all {total} jobs done")
             finally:
                 last.send_signal(signal.SIGTERM)
                 last.wait(30)
-            runs = _counts(results)
+            runs = counts(results)
             lost = set(range(total)) - set(runs)
             assert not lost, f"{len(lost)} jobs lost: {sorted(lost)[:20]}"
             depth = await RabbitmqAdmin(producer).depth(queue)
@@ -127,11 +115,11 @@ def test_a_worker_whose_connection_the_broker_closes_reconnects_and_loses_nothin
             pids = _worker_connections(vhost)
             assert len(pids) == 1, f"expected one worker connection in {vhost}, found {pids}"
             assert rabbitmqctl("close_connection", pids[0], "nestq fault test") is not None
-            await _wait_for(lambda: len(_worker_connections(vhost)) == 1 and _worker_connections(vhost) != pids, 30,
+            await wait_for(lambda: len(_worker_connections(vhost)) == 1 and _worker_connections(vhost) != pids, 30,
                             "the worker to reconnect by itself")
             for n in range(20, 25):
                 await producer.push_json(queue, {"n": n, "work": 0.0})
-            await _wait_for(lambda: set(runs) >= set(range(25)), 60, "all 25 jobs, before and after the close")
+            await wait_for(lambda: set(runs) >= set(range(25)), 60, "all 25 jobs, before and after the close")
             depth = await RabbitmqAdmin(producer).depth(queue)
             assert depth.dead == 0
         finally:
@@ -203,7 +191,7 @@ def test_reconnection_attempts_back_off_while_the_broker_stays_away(broker_url: 
             try:
                 await producer.push_json("back", {"n": 0})
                 proxy.cut()
-                await _wait_for(lambda: len(proxy.refused) >= attempts, 30,
+                await wait_for(lambda: len(proxy.refused) >= attempts, 30,
                                 f"{attempts} reconnection attempts while the link is cut")
                 gaps = [b - a for a, b in zip(proxy.refused, proxy.refused[1:attempts], strict=False)]
                 # A fixed pause of `base` would put these attempts ~0.8 s apart in all; growing pauses (at least

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import counts, wait_for
 
 from nestq_rabbitmq import RabbitmqAdmin, RabbitmqConnection
 from nestq_rabbitmq.cli import main
@@ -38,19 +39,6 @@ def node() -> Iterator[RabbitmqNode]:
         pytest.skip("no rabbitmq-server to run a private node")
     with RabbitmqNode(management=True) as started:
         yield started
-
-
-def _done(path: Path) -> set[int]:
-    return {int(line) for line in path.read_text().split()} if path.exists() else set()
-
-
-async def _until(predicate: object, within: float, what: str) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def test_a_restart_of_the_node_while_500_jobs_flow_loses_none(node: RabbitmqNode, tmp_path: Path) -> None:
@@ -81,7 +69,7 @@ def test_a_restart_of_the_node_while_500_jobs_flow_loses_none(node: RabbitmqNode
         try:
             await producer.push_many_json(queue, [{"n": n, "work": 0.005} for n in range(before)])
             accepted.extend(range(before))
-            await _until(lambda: len(_done(results)) >= 100, 60, "100 jobs done before the restart")
+            await wait_for(lambda: len(set(counts(results))) >= 100, 60, "100 jobs done before the restart")
 
             async def keep_pushing() -> None:
                 # The rest go in one by one through the restart; a push the broker did not confirm is retried.
@@ -104,15 +92,16 @@ def test_a_restart_of_the_node_while_500_jobs_flow_loses_none(node: RabbitmqNode
             await pushing
             assert node.starts == restarts_before + 1
             try:
-                await _until(lambda: set(accepted) <= _done(results), 60, f"all {len(accepted)} accepted jobs done")
+                await wait_for(lambda: set(accepted) <= set(counts(results)), 60,
+                               f"all {len(accepted)} accepted jobs done")
             except AssertionError as exc:
-                missing = sorted(set(accepted) - _done(results))
+                missing = sorted(set(accepted) - set(counts(results)))
                 depth = await RabbitmqAdmin(producer).depth(queue)
                 raise AssertionError(f"{exc}: {len(missing)} missing {missing[:20]}; {depth}; restart took "
                                      f"{node.start_seconds[-1]:.1f}s; the worker's log ends with:\n"
                                      f"{worker_log()}") from None
             assert worker.poll() is None, "the worker exited instead of reconnecting"
-            lost = set(range(total)) - _done(results)
+            lost = set(range(total)) - set(counts(results))
             assert not lost, f"{len(lost)} jobs lost: {sorted(lost)[:20]}"
             depth = await RabbitmqAdmin(producer).depth(queue)
             assert depth.dead == 0, f"{depth.dead} jobs dead-lettered"
